@@ -1,0 +1,27 @@
+# The two quick-start commands of the README: `make demo` and `make test`.
+# Both create .venv/ on first use and reinstall only when setup.cfg changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m lm_app build-dict
+	$(PY) -m lm_app train
+	$(PY) -m lm_app predict "some of them looks like"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf saved_models/vocab.* saved_models/lm

@@ -1,0 +1,92 @@
+"""Atomic writes: a killed process leaves the old file (or folder) or the new one, never half of one."""
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UsageError
+
+
+@contextlib.contextmanager
+def atomic_path(path, directory=False):
+    """Yield a temporary path beside ``path``; on success rename it into place.
+
+    Beside, not in /tmp, so that the final rename stays on one file system and is
+    atomic.  A folder cannot be renamed over a non-empty one, so an old folder is
+    first moved aside to ``<name>.old`` and removed only after the new one is in
+    place; :func:`recover` puts it back if we die in between.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recover(path)
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        yield tmp
+        if directory:
+            old = path.with_name(path.name + ".old")
+            if path.exists():
+                os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def recover(path):
+    """Undo a folder swap that was interrupted between its two renames."""
+    path = Path(path)
+    old = path.with_name(path.name + ".old")
+    if old.exists() and not path.exists():
+        os.replace(old, path)
+
+
+def _remove(tmp):
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path, what="file"):
+    """Load a JSON object, turning every way it can be broken into a UsageError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} is a directory, not a file: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{what} {path} is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise UsageError(f"{what} {path} is not a JSON object")
+    return obj

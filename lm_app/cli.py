@@ -1,0 +1,222 @@
+"""Command line: ``python -m lm_app build-dict | train | predict``.
+
+Bad input ends in one line on stderr and exit code 2, never a traceback.
+TensorFlow is imported only by the commands that need it, so ``--help`` and
+``build-dict`` start at once.
+"""
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+
+from .errors import UsageError
+
+PROG = "lm_app"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(value):
+    n = int(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return n
+
+
+def non_negative_int(value):
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return n
+
+
+def positive_float(value):
+    x = float(value)
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return x
+
+
+def fraction(value):
+    x = float(value)
+    if not 0 <= x < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return x
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Hide what TensorFlow's C++ side prints while it loads (it ignores TF_CPP_MIN_LOG_LEVEL then)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        import keras  # noqa: F401
+    return tf
+
+
+class ByteProgress:
+    """A one-line progress bar on a terminal; silent when stderr is a file or pipe."""
+
+    def __init__(self, total, label):
+        self.total, self.label, self.done = max(total, 1), label, 0
+        self.enabled = sys.stderr.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, nbytes):
+        self.done += nbytes
+        if self.enabled:
+            share = min(self.done / self.total, 1.0)
+            bar = "#" * int(share * 30)
+            rate = self.done / 1e6 / max(time.monotonic() - self.start, 1e-9)
+            print(f"\r{self.label} [{bar:<30}] {share:4.0%} {rate:6.1f} MB/s", end="", file=sys.stderr)
+
+    def close(self):
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def cmd_build_dict(args):
+    from . import corpus
+
+    files = corpus.find_files(args.corpus)
+    progress = ByteProgress(sum(os.path.getsize(f) for f in files), "reading")
+    try:
+        vocab = corpus.build_vocabulary(args.corpus, args.min_count,
+                                        "pretokenized" if args.pretokenized else "words",
+                                        args.encoding, args.errors, progress)
+    finally:
+        progress.close()
+    vocab.save(args.vocab)
+    meta = vocab.meta
+    print(f"read {len(meta['files'])} file(s): {meta['tokens']:,} tokens")
+    print(f"vocabulary: {len(vocab):,} entries (words seen more than {args.min_count} times, "
+          f"plus <pad> and <unk>)")
+    print(f"<unk>: {meta['unk_tokens']:,} tokens ({meta['unk_tokens'] / meta['tokens']:.1%})")
+    print(f"wrote {args.vocab} and {corpus.meta_path(args.vocab)}")
+
+
+def cmd_train(args):
+    import_tensorflow()
+    from .config import TrainConfig
+    from .train import train
+
+    cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    metrics = train(cfg)
+    print(f"held-out accuracy {metrics['accuracy']:.1%}, top-5 accuracy {metrics['top5']:.1%}, "
+          f"perplexity {metrics['perplexity']:.1f} (best of {metrics['epochs']} epochs)")
+    print(f"exported the model to {cfg.model_dir}")
+
+
+def cmd_predict(args):
+    if not args.text.strip():
+        raise UsageError("the text to predict from is empty")
+    import_tensorflow()
+    from . import predict
+
+    result = predict.predict(predict.load(args.model_dir), [args.text], args.top_k)[0]
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("input", "context", "prediction", "top_k")}))
+    else:
+        print(predict.format_result(result))
+
+
+def make_parser():
+    from .config import TrainConfig
+
+    defaults = TrainConfig()
+    parser = Parser(prog=PROG, description="A word-level next-word predictor: build a "
+                    "vocabulary, train a recurrent model on it, predict the next word.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=Parser)
+
+    p = sub.add_parser("build-dict", help="count the corpus and write the vocabulary",
+                       description="Count the words of the corpus and write vocab.txt "
+                       "(token<TAB>count, id = line number) and vocab.json beside it.")
+    p.add_argument("--corpus", default=defaults.corpus,
+                   help="recursive glob of text files, quoted (default: %(default)s)")
+    p.add_argument("--vocab", default=defaults.vocab, help="output path (default: %(default)s)")
+    p.add_argument("--min-count", type=non_negative_int, default=3,
+                   help="words seen this many times or fewer become <unk> (default: %(default)s)")
+    p.add_argument("--pretokenized", action="store_true",
+                   help="Penn-Treebank-style files: split on spaces, keep tokens, <eos> per line")
+    p.add_argument("--encoding", default="utf-8", help="encoding of the files (default: %(default)s)")
+    p.add_argument("--errors", default="strict", choices=("strict", "replace", "ignore"),
+                   help="what to do with bytes that do not decode (default: %(default)s)")
+    p.set_defaults(func=cmd_build_dict)
+
+    p = sub.add_parser("train", help="train a model and export it as a SavedModel",
+                       description="Train on windows of --window words that predict the next "
+                       "one, keep the best weights by validation loss, and export a SavedModel "
+                       "that serves raw text.")
+    p.add_argument("--corpus", default=defaults.corpus, help="glob of text files (default: %(default)s)")
+    p.add_argument("--vocab", default=defaults.vocab, help="vocabulary from build-dict (default: %(default)s)")
+    p.add_argument("--model-dir", default=defaults.model_dir, help="output folder (default: %(default)s)")
+    p.add_argument("--arch", default=defaults.arch, choices=("rnn",), help="recurrent cell (default: %(default)s)")
+    p.add_argument("--window", type=positive_int, default=defaults.window,
+                   help="words of context per example (default: %(default)s)")
+    p.add_argument("--embedding", type=positive_int, default=defaults.embedding,
+                   help="embedding size (default: %(default)s)")
+    p.add_argument("--hidden", type=positive_int, default=defaults.hidden,
+                   help="recurrent units per layer (default: %(default)s)")
+    p.add_argument("--layers", type=positive_int, default=defaults.layers,
+                   help="recurrent layers (default: %(default)s)")
+    p.add_argument("--dropout", type=fraction, default=defaults.dropout,
+                   help="dropout on inputs and outputs (default: %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=defaults.epochs,
+                   help="most epochs; stops early when validation loss stalls (default: %(default)s)")
+    p.add_argument("--patience", type=positive_int, default=defaults.patience,
+                   help="epochs without improvement before stopping (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
+                   help="windows per batch (default: %(default)s)")
+    p.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate,
+                   help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
+                   help="clip gradients to this global norm, 0 = off (default: %(default)s)")
+    p.add_argument("--valid-fraction", type=fraction, default=defaults.valid_fraction,
+                   help="share of windows held out, in contiguous blocks (default: %(default)s)")
+    p.add_argument("--top-k", type=positive_int, default=defaults.top_k,
+                   help="next words the exported model returns (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict the next word of a text",
+                       description="Predict the next word from the last --window words of TEXT, "
+                       "using only the exported SavedModel.")
+    p.add_argument("text", metavar="TEXT", help="the text to continue")
+    p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="words to list (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,25 @@
+"""Run settings, kept apart from the training code so the CLI can show defaults without importing TensorFlow."""
+import dataclasses
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Mirrors the ``train`` flags; saved as ``config.json`` beside the model."""
+
+    corpus: str = "corpus/**/*.txt"
+    vocab: str = "saved_models/vocab.txt"
+    model_dir: str = "saved_models/lm"
+    arch: str = "rnn"
+    window: int = 5
+    embedding: int = 64
+    hidden: int = 128
+    layers: int = 1
+    dropout: float = 0.0
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 0.005
+    clip_norm: float = 0.0
+    patience: int = 3
+    valid_fraction: float = 0.2
+    top_k: int = 10
+    seed: int = 1234

@@ -1,0 +1,169 @@
+"""Walking the corpus, counting words and the vocabulary file (no TensorFlow here).
+
+On disk the vocabulary is ``vocab.txt`` (UTF-8, ``token<TAB>count`` per line, id =
+line number, ``<pad>`` = 0 and ``<unk>`` = 1) and ``vocab.json`` beside it with
+the settings that made it.  Plain text and JSON, never pickle: loading a pickle
+runs arbitrary code.
+"""
+import collections
+import glob
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import text
+from .atomic import read_json, write_json, write_text
+from .errors import UsageError
+
+FORMAT_VERSION = 1
+_READ_CHUNK = 1 << 22  # characters per normalisation call: large enough to amortise, small enough to stream
+
+
+def find_files(pattern):
+    """Files matched by a recursive glob, sorted so every run sees the same order."""
+    if not pattern:
+        raise UsageError("empty corpus pattern")
+    matches = glob.glob(os.path.expanduser(pattern), recursive=True)
+    files = sorted({os.path.normpath(p) for p in matches if os.path.isfile(p)})
+    if not files:
+        if len(matches) > 0:
+            raise UsageError(f"corpus pattern {pattern!r} matches only directories, no files")
+        raise UsageError(f"no files match the corpus pattern {pattern!r}")
+    return files
+
+
+def read_chunks(path, encoding="utf-8", errors="strict"):
+    """Stream a file as blocks of whole lines, so memory stays flat for any corpus size."""
+    try:
+        with open(path, encoding=encoding, errors=errors, newline="\n") as f:
+            while True:
+                lines = f.readlines(_READ_CHUNK)
+                if not lines:
+                    return
+                yield "".join(lines)
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{path} is not valid {encoding} (byte {e.start}); "
+            "convert it, or pass --errors replace"
+        ) from None
+    except LookupError:
+        raise UsageError(f"unknown encoding {encoding!r}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a file") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def count_tokens(files, mode="words", encoding="utf-8", errors="strict", progress=None):
+    """Token counts over all files; ``progress(nbytes)`` is called as files are read."""
+    counts = collections.Counter()
+    for path in files:
+        for block in read_chunks(path, encoding, errors):
+            counts.update(text.tokenize(block, mode))
+            if progress:
+                progress(len(block))
+    return counts
+
+
+@dataclass
+class Vocabulary:
+    """Tokens in id order and their counts; ids are positions in ``tokens``."""
+
+    tokens: list
+    counts: list
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self):
+        return len(self.tokens)
+
+    @property
+    def mode(self):
+        return self.meta.get("mode", "words")
+
+    def ids(self, tokens):
+        return [self.index.get(t, text.UNK_ID) for t in tokens]
+
+    @classmethod
+    def from_counts(cls, counts, min_count=3, meta=None):
+        """Words seen ``<= min_count`` times become ``<unk>`` (the notes' rule)."""
+        unk = counts.get(text.UNK, 0) + counts.get(text.PAD, 0)
+        kept = []
+        for word, n in counts.items():
+            if word in text.RESERVED:
+                continue
+            if n > min_count:
+                kept.append((word, n))
+            else:
+                unk += n
+        kept.sort(key=lambda wn: (-wn[1], wn[0]))
+        tokens = [text.PAD, text.UNK] + [w for w, _ in kept]
+        return cls(tokens, [0, unk] + [n for _, n in kept], dict(meta or {}))
+
+    def save(self, path):
+        """Write ``vocab.txt`` and then ``vocab.json`` (which vouches for the text's hash)."""
+        path = Path(path)
+        body = "".join(f"{t}\t{n}\n" for t, n in zip(self.tokens, self.counts))
+        meta = dict(self.meta, format=FORMAT_VERSION, size=len(self.tokens),
+                    sha256=hashlib.sha256(body.encode("utf-8")).hexdigest())
+        write_text(path, body)
+        write_json(meta_path(path), meta)
+        self.meta = meta
+
+    @classmethod
+    def load(cls, path):
+        """Read and validate a vocabulary; a hand-broken file is a UsageError, not a crash."""
+        path = Path(path)
+        meta = read_json(meta_path(path), "vocabulary settings")
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"vocabulary not found: {path} (run build-dict first)") from None
+        except IsADirectoryError:
+            raise UsageError(f"vocabulary {path} is a directory, not a file") from None
+        if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
+            raise UsageError(
+                f"{path} does not match {meta_path(path)} (edited by hand?); run build-dict again"
+            )
+        tokens, counts = [], []
+        for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+            token, _, count = line.partition("\t")
+            if not token or not count.isdigit() or any(c.isspace() for c in token):
+                raise UsageError(f"{path}:{number}: expected 'token<TAB>count'")
+            tokens.append(token)
+            counts.append(int(count))
+        if tokens[:2] != list(text.RESERVED) or len(set(tokens)) != len(tokens):
+            raise UsageError(f"{path}: must start with {text.PAD}, {text.UNK} and list each token once")
+        if meta.get("mode") not in text.MODES:
+            raise UsageError(f"{meta_path(path)}: unknown mode {meta.get('mode')!r}")
+        return cls(tokens, counts, meta)
+
+
+def meta_path(vocab_path):
+    return Path(vocab_path).with_suffix(".json")
+
+
+def build_vocabulary(pattern, min_count=3, mode="words", encoding="utf-8", errors="strict",
+                     progress=None):
+    """Count the corpus and apply the unknown-token threshold."""
+    if min_count < 0:
+        raise UsageError("--min-count must be 0 or more")
+    files = find_files(pattern)
+    counts = count_tokens(files, mode, encoding, errors, progress)
+    total = sum(counts.values())
+    if total == 0:
+        raise UsageError(f"the corpus {pattern!r} has no words ({len(files)} file(s), all empty after normalisation)")
+    vocab = Vocabulary.from_counts(counts, min_count, {
+        "mode": mode, "min_count": min_count, "corpus": pattern, "files": files,
+        "encoding": encoding, "errors": errors, "tokens": total,
+    })
+    if len(vocab) <= len(text.RESERVED):
+        raise UsageError(
+            f"every word in {pattern!r} is seen {min_count} times or fewer, so all would be {text.UNK}; "
+            "use a bigger corpus or a lower --min-count"
+        )
+    vocab.meta["unk_tokens"] = vocab.counts[text.UNK_ID]
+    return vocab

@@ -1,0 +1,51 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_file(*parts):
+    """A file of ../shared/data, or a clean skip on a machine that has none."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.is_file():
+        pytest.skip(f"{path} is not here (../shared is only beside the repository in CI)")
+    return path
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """Run ``python -m lm_app`` as a user would, in its own process."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "lm_app", *map(str, args)], cwd=cwd or ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_usage_error(proc, fragment):
+    """Exit code 2, and stderr is exactly one line that names the problem."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert fragment in lines[0], lines[0]
+
+
+def cycle_corpus(folder, repeats=60):
+    """A corpus whose next word is fixed by the last five, though not by the last one alone.
+
+    ``the`` is followed by a different word each time it appears in the cycle, so
+    only a model that uses context beyond one word can reach 100%.
+    """
+    cycle = ("the cat sat on the mat and the dog ran to the park while the bird sang "
+             "over the house near the river").split()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in range(2):
+        lines = [" ".join(cycle) for _ in range(repeats)]
+        (folder / f"part{part}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder

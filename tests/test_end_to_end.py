@@ -1,0 +1,116 @@
+"""The whole path as a user runs it: build-dict -> train -> SavedModel -> predict, in real processes."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import assert_usage_error, cycle_corpus, run_cli
+
+pytestmark = pytest.mark.slow
+
+TRAIN_FLAGS = ["--embedding", 16, "--hidden", 48, "--batch-size", 32, "--learning-rate", 0.01,
+               "--epochs", 25, "--patience", 4, "--seed", 7, "--top-k", 5]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained once on a deterministic cycle, shared by the tests below."""
+    work = tmp_path_factory.mktemp("e2e")
+    corpus_dir = cycle_corpus(work / "corpus")
+    glob = str(corpus_dir / "*.txt")
+    vocab = work / "vocab.txt"
+    built = run_cli("build-dict", "--corpus", glob, "--vocab", vocab)
+    assert built.returncode == 0, built.stderr
+    model_dir = work / "lm"
+    trained = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", model_dir, *TRAIN_FLAGS)
+    assert trained.returncode == 0, trained.stderr
+    return {"work": work, "glob": glob, "vocab": vocab, "model_dir": model_dir,
+            "build_out": built.stdout, "train_out": trained.stdout}
+
+
+def test_build_dict_prints_a_summary(trained):
+    out = trained["build_out"]
+    assert "read 2 file(s): 2,760 tokens" in out
+    assert "vocabulary: 19 entries" in out
+    assert "<unk>: 0 tokens (0.0%)" in out
+
+
+def test_training_learns_the_pattern_and_writes_its_records(trained):
+    model_dir = trained["model_dir"]
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.95, metrics
+    assert metrics["top5"] >= metrics["accuracy"]
+    assert metrics["perplexity"] < 1.5
+    assert "held-out accuracy" in trained["train_out"] and "perplexity" in trained["train_out"]
+    history = json.loads((model_dir / "history.json").read_text())
+    assert len(history["loss"]) == metrics["epochs"] and history["loss"][-1] < history["loss"][0]
+    assert set(history) >= {"loss", "val_loss", "accuracy", "val_accuracy", "val_top5"}
+    assert (model_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (model_dir / "checkpoints" / "best.weights.h5").stat().st_size > 0
+    assert any((model_dir / "logs").rglob("events.out.tfevents.*"))
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["window"] == 5 and config["vocab_size"] == 19 and config["arch"] == "rnn"
+
+
+def test_predict_continues_the_pattern(trained):
+    proc = run_cli("predict", "--model-dir", trained["model_dir"], "The dog ran to the")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Prediction: The dog ran to the park\n")
+    proc = run_cli("predict", "--model-dir", trained["model_dir"], "--json", "--top-k", 3,
+                   "the bird sang over the")
+    result = json.loads(proc.stdout)
+    assert result["prediction"] == "house"
+    assert [item["word"] for item in result["top_k"]][0] == "house" and len(result["top_k"]) == 3
+    probs = [item["prob"] for item in result["top_k"]]
+    assert probs == sorted(probs, reverse=True) and 0.9 < probs[0] <= 1
+
+
+def test_short_and_unknown_text_is_padded_not_refused(trained):
+    proc = run_cli("predict", "--model-dir", trained["model_dir"], "--json", "Zebra!  on THE")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["context"] == ["<unk>", "on", "the"]
+    assert result["prediction"] == "mat"
+
+
+def test_saved_model_stands_alone_in_a_tensorflow_only_process(trained):
+    """A plain tf.saved_model.load, with no lm_app and no tensorflow_text, serves raw text."""
+    prompts = ["The dog ran to the", "the bird sang over the", "near the"]
+    expected = [json.loads(run_cli("predict", "--model-dir", trained["model_dir"], "--json", p).stdout)
+                ["prediction"] for p in prompts]
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(trained["model_dir"])!r}).signatures["serving_default"]
+        out = serve(text=tf.constant({prompts!r}))
+        assert out["words"].dtype == tf.string and out["probs"].dtype == tf.float32
+        assert out["words"].shape == (3, 5) and out["probabilities"].shape == (3, 19)
+        assert not [m for m in sys.modules if m.startswith(("lm_app", "tensorflow_text"))]
+        print(json.dumps([w[0].decode() for w in out["words"].numpy()]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=trained["work"], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_saved_model_cli_reads_the_signature(trained):
+    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",
+           "--dir", str(trained["model_dir"]), "--tag_set", "serve", "--signature_def", "serving_default"]
+    proc = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "inputs['text'] tensor_info" in proc.stdout and "DT_STRING" in proc.stdout
+    assert "outputs['words']" in proc.stdout and "outputs['probs']" in proc.stdout
+
+
+def test_predict_errors_are_one_line(trained, tmp_path):
+    assert_usage_error(run_cli("predict", "--model-dir", tmp_path / "none", "hello"), "no trained model")
+    assert_usage_error(run_cli("predict", "--model-dir", trained["model_dir"], "   "), "empty")
+    assert_usage_error(run_cli("predict", "--model-dir", trained["model_dir"], "--top-k", 9, "the"),
+                       "--top-k is at most 5")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes((trained["model_dir"] / "saved_model.pb").read_bytes()[:100])
+    assert_usage_error(run_cli("predict", "--model-dir", broken, "hello"), "cannot load the model")
