@@ -90,3 +90,40 @@ def read_json(path, what="file"):
     if not isinstance(obj, dict):
         raise UsageError(f"{what} {path} is not a JSON object")
     return obj
+
+
+class FolderLock:
+    """An exclusive ``flock`` on ``<folder>/.lock``: a second run writing the same folder is refused.
+
+    The kernel drops the lock when the process dies, even by ``kill -9``, so a
+    crash never leaves a stale lock behind.
+    """
+
+    def __init__(self, folder):
+        self.path = Path(folder) / ".lock"
+        self.file = None
+
+    def __enter__(self):
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
+        except OSError as e:
+            raise UsageError(f"cannot write {self.path.parent}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise UsageError(f"{self.path.parent} is in use by {holder}; wait for it or use "
+                             "another --model-dir") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()}\n")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()

@@ -120,10 +120,9 @@ def cmd_train(args):
     from .train import train
 
     cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
-    metrics = train(cfg)
+    metrics = train(cfg, resume=args.resume)
     print(f"held-out accuracy {metrics['accuracy']:.1%}, top-5 accuracy {metrics['top5']:.1%}, "
           f"perplexity {metrics['perplexity']:.1f} (best of {metrics['epochs']} epochs)")
-    print(f"exported the model to {cfg.model_dir}")
 
 
 def cmd_predict(args):
@@ -196,6 +195,11 @@ def make_parser():
     p.add_argument("--top-k", type=positive_int, default=defaults.top_k,
                    help="next words the exported model returns (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
+    p.add_argument("--save-every", type=non_negative_int, default=defaults.save_every,
+                   help="also save the full training state every N steps, 0 = only at epoch "
+                   "ends (default: %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --model-dir with its saved settings")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict the next word of a text",

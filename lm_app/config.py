@@ -22,4 +22,5 @@ class TrainConfig:
     patience: int = 3
     valid_fraction: float = 0.2
     top_k: int = 10
+    save_every: int = 0
     seed: int = 1234

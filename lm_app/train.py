@@ -1,56 +1,36 @@
-"""Training: the windowed objective with Keras ``fit``, checkpoints, logs and curves, then export.
+"""Training: a plain, commented loop whose every step can be resumed after ``kill -9``.
 
-Everything a later command needs is written into the model folder: the best
-weights (``checkpoints/best.weights.h5``), ``history.json``, ``curves.png``,
-TensorBoard logs (``logs/``), ``config.json`` and finally the SavedModel.
+Why not ``Model.fit``: fit resumes only at epoch boundaries and does not save
+the data position or the dropout seeds, so an interrupted run could not end
+with the weights an uninterrupted one reaches.  Here the whole state -- every
+model variable (dropout seeds included), the optimizer, the running metrics and
+a JSON record of epoch, step, best loss, patience and history -- goes into one
+``tf.train.Checkpoint``, which TensorFlow writes before it points the
+``checkpoint`` index at it.  Each epoch's data order is a pure function of
+``(seed, epoch)``, so resuming at step ``s`` just skips ``s`` batches.
+
+The model folder receives the best weights (``checkpoints/best.weights.h5``),
+``history.json``, ``curves.png``, TensorBoard logs (``logs/``), ``config.json``,
+``metrics.json`` and, at the end, the SavedModel.
 """
 import dataclasses
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from . import data, export, plot
-from .atomic import atomic_path, write_json
-from .corpus import Vocabulary, find_files
+from .atomic import FolderLock, atomic_path, read_json, write_json
 from .config import TrainConfig
+from .corpus import Vocabulary, find_files
 from .errors import UsageError
 from .models import build_model
 
-
-class EpochRecorder(keras.callbacks.Callback):
-    """After each epoch: keep the best weights and rewrite history.json and curves.png.
-
-    Each file is replaced atomically, so a run killed at any moment leaves the
-    previous epoch's files intact.
-    """
-
-    def __init__(self, model_dir):
-        super().__init__()
-        self.dir = Path(model_dir)
-        self.best = math.inf
-        self.history = {}
-
-    @property
-    def best_weights(self):
-        return self.dir / "checkpoints" / "best.weights.h5"
-
-    def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        val_loss = (logs or {}).get("val_loss", math.inf)
-        if val_loss < self.best:
-            self.best = val_loss
-            self.best_weights.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.best_weights) as tmp:
-                weights = tmp.with_name(tmp.name + ".weights.h5")  # Keras insists on the suffix
-                self.model.save_weights(weights)
-                weights.replace(tmp)
-        write_json(self.dir / "history.json", self.history)
-        with atomic_path(self.dir / "curves.png") as tmp:
-            tmp.write_bytes(plot.curves_png(self.history))
+STATE = "checkpoints"
 
 
 def check_config(cfg):
@@ -59,31 +39,125 @@ def check_config(cfg):
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
     if cfg.learning_rate <= 0:
         raise UsageError("--learning-rate must be positive")
+    if cfg.save_every < 0 or cfg.clip_norm < 0:
+        raise UsageError("--save-every and --clip-norm must be 0 or more")
     if not 0 < cfg.valid_fraction <= 0.5:
         raise UsageError("--valid-fraction must be in (0, 0.5]")
 
 
-def compile_model(model, cfg):
-    optimizer = keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=cfg.clip_norm or None)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                 keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
-    )
+class Metrics:
+    """Running sums of loss, correct and top-5 predictions, as variables so checkpoints keep them."""
+
+    def __init__(self):
+        self.sums = tf.Variable(tf.zeros([4], tf.float64), trainable=False)  # loss, top1, top5, count
+
+    def reset(self):
+        self.sums.assign(tf.zeros([4], tf.float64))
+
+    def update(self, labels, logits, loss):
+        n = tf.cast(tf.size(labels), tf.float64)
+        top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float64))
+        top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 5), tf.float64))
+        self.sums.assign_add(tf.stack([tf.cast(loss, tf.float64) * n, top1, top5, n]))
+
+    def result(self):
+        loss, top1, top5, n = self.sums.numpy()
+        n = max(n, 1.0)
+        return {"loss": loss / n, "accuracy": top1 / n, "top5": top5 / n}
 
 
-def train(cfg, verbose=None, log=print):
-    """Train, evaluate the best weights on the held-out split, export; return the metrics."""
+class Trainer:
+    """The model, its optimizer and the compiled steps of the windowed objective."""
+
+    def __init__(self, model, cfg):
+        self.model = model
+        self.optimizer = keras.optimizers.Adam(cfg.learning_rate,
+                                               global_clipnorm=cfg.clip_norm or None)
+        self.optimizer.build(model.trainable_variables)
+        self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.train_metrics, self.eval_metrics = Metrics(), Metrics()
+        # Batches done in this epoch, counted inside the compiled step: a Ctrl-C that lands
+        # between the step and Python's bookkeeping cannot make the two disagree.
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        spec = (tf.TensorSpec([None, cfg.window], tf.int32), tf.TensorSpec([None], tf.int32))
+        self.train_step = tf.function(self._train_step, input_signature=spec)
+        self.eval_step = tf.function(self._eval_step, input_signature=spec)
+
+    def _train_step(self, x, y):
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            loss = self.loss(y, logits)
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        self.train_metrics.update(y, logits, loss)
+        self.step.assign_add(1)
+        return loss
+
+    def _eval_step(self, x, y):
+        logits = self.model(x, training=False)
+        self.eval_metrics.update(y, logits, self.loss(y, logits))
+
+    def evaluate(self, batches):
+        self.eval_metrics.reset()
+        for x, y in batches:
+            self.eval_step(x, y)
+        return self.eval_metrics.result()
+
+    def checkpoint(self, progress):
+        """Everything that must survive a kill: all variables by position, and the progress record."""
+        return tf.train.Checkpoint(
+            model=[v.value for v in self.model.variables],  # .variables includes dropout seeds
+            optimizer=[v.value for v in self.optimizer.variables],
+            metrics=self.train_metrics.sums,
+            step=self.step,
+            progress=progress,
+        )
+
+
+def fresh_progress():
+    return {"epoch": 0, "best": math.inf, "wait": 0, "history": {}, "done": False}
+
+
+def prepare_run(cfg, resume, log):
+    """The configuration to train with: the saved one when resuming, else a clean state folder."""
+    state = Path(cfg.model_dir) / STATE
+    saved = state / "run.json"
+    if resume and saved.is_file():
+        stored = read_json(saved, "saved run settings")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        resumed = TrainConfig(**{k: v for k, v in stored.items() if k in known})
+        if resumed.epochs < cfg.epochs:  # allowed: train a finished run for longer
+            resumed.epochs = cfg.epochs
+        return resumed
+    if resume:
+        log(f"nothing to resume in {state}; starting a new run")
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    write_json(saved, dataclasses.asdict(cfg))
+    return cfg
+
+
+def train(cfg, resume=False, verbose=None, log=print):
+    """Train (or resume), evaluate the best weights on the held-out split, export; return metrics."""
     check_config(cfg)
+    model_dir = Path(cfg.model_dir)
+    with FolderLock(model_dir):
+        cfg = prepare_run(cfg, resume, log)
+        return _train_locked(cfg, verbose, log)
+
+
+def _train_locked(cfg, verbose, log):
     if verbose is None:  # a progress bar on a terminal, one line per epoch in a log file
         verbose = 1 if sys.stdout.isatty() else 2
+    model_dir = Path(cfg.model_dir)
+    state = model_dir / STATE
     vocab = Vocabulary.load(cfg.vocab)
     files = find_files(cfg.corpus)
-    keras.utils.set_random_seed(cfg.seed)
-    train_ds, valid_ds = data.window_splits(files, vocab, cfg.window, cfg.batch_size,
-                                            cfg.valid_fraction, cfg.seed)
-    n_train, n_valid = data.count_batches(train_ds), data.count_batches(valid_ds)
+    train_windows = data.window_dataset(files, vocab, cfg.window, "train", cfg.valid_fraction)
+    valid = data.batched(data.window_dataset(files, vocab, cfg.window, "valid", cfg.valid_fraction),
+                         cfg.batch_size)
+    n_train = data.count_batches(data.batched(train_windows, cfg.batch_size))
+    n_valid = data.count_batches(valid)
     if n_train == 0 or n_valid == 0:
         raise UsageError(
             f"the corpus {cfg.corpus!r} is too small for windows of {cfg.window} words "
@@ -91,39 +165,107 @@ def train(cfg, verbose=None, log=print):
     log(f"{len(files)} file(s), vocabulary {len(vocab)}, "
         f"{n_train} training and {n_valid} validation batches of {cfg.batch_size}")
 
+    keras.utils.set_random_seed(cfg.seed)
     model = build_model(len(vocab), cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
                         cfg.dropout, cfg.seed)
-    compile_model(model, cfg)
-    model_dir = Path(cfg.model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    recorder = EpochRecorder(model_dir)
-    callbacks = [
-        recorder,
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
-        keras.callbacks.TensorBoard(log_dir=str(model_dir / "logs"), write_graph=False,
-                                    profile_batch=0),
-    ]
-    # One endless iterator with a fixed epoch length: no iterator is torn down at
-    # each epoch end, where TF 2.21's tf.data can stall.
-    model.fit(train_ds.repeat(), steps_per_epoch=n_train, validation_data=valid_ds,
-              epochs=cfg.epochs, callbacks=callbacks, verbose=verbose,
-              shuffle=False)  # the dataset shuffles itself
+    trainer = Trainer(model, cfg)
+    progress_var = tf.Variable(json.dumps(fresh_progress()), trainable=False)
+    manager = tf.train.CheckpointManager(trainer.checkpoint(progress_var), str(state), max_to_keep=2)
+    if manager.latest_checkpoint:
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    p = json.loads(progress_var.numpy().decode())
+    if p["epoch"] or int(trainer.step.numpy()):
+        log(f"resuming at epoch {p['epoch'] + 1}, step {int(trainer.step.numpy())}")
 
-    model.load_weights(recorder.best_weights)
-    results = model.evaluate(valid_ds, verbose=0, return_dict=True)
+    def save():
+        progress_var.assign(json.dumps(p))
+        manager.save()
+
+    best_weights = state / "best.weights.h5"
+    writers = {split: tf.summary.create_file_writer(str(model_dir / "logs" / split))
+               for split in ("train", "validation")}
+    try:
+        while p["epoch"] < cfg.epochs and not p["done"]:
+            epoch = p["epoch"]
+            bar = keras.utils.Progbar(n_train, verbose=verbose,
+                                      stateful_metrics=["loss", "accuracy", "top5"])
+            if verbose == 2:
+                print(f"Epoch {epoch + 1}/{cfg.epochs}")
+            done = int(trainer.step.numpy())
+            if done == 0:
+                trainer.train_metrics.reset()
+            # The order of an epoch depends only on (seed, epoch): resuming skips what was done.
+            batches = data.batched(train_windows, cfg.batch_size, shuffle=True,
+                                   seed=cfg.seed * 100_003 + epoch).skip(done)
+            for x, y in batches:
+                trainer.train_step(x, y)
+                done += 1
+                if cfg.save_every and done % cfg.save_every == 0:
+                    save()
+                if verbose == 1:
+                    bar.update(done, list(trainer.train_metrics.result().items()))
+            logs = trainer.train_metrics.result()
+            logs.update({f"val_{k}": v for k, v in trainer.evaluate(valid).items()})
+            logs["val_perplexity"] = math.exp(min(logs["val_loss"], 700))
+            bar.update(n_train, list(logs.items()), finalize=True)
+            for key, value in logs.items():
+                p["history"].setdefault(key, []).append(float(value))
+            record_epoch(writers, epoch, logs, trainer.optimizer)
+            if logs["val_loss"] < p["best"]:
+                p["best"], p["wait"] = logs["val_loss"], 0
+                with atomic_path(best_weights) as tmp:
+                    keras_path = tmp.with_name(tmp.name + ".weights.h5")  # Keras wants the suffix
+                    model.save_weights(keras_path)
+                    keras_path.replace(tmp)
+            else:
+                p["wait"] += 1
+                p["done"] = p["wait"] >= cfg.patience
+            write_json(model_dir / "history.json", p["history"])
+            with atomic_path(model_dir / "curves.png") as tmp:
+                tmp.write_bytes(plot.curves_png(p["history"]))
+            p["epoch"] = epoch + 1
+            trainer.step.assign(0)
+            save()
+    except KeyboardInterrupt:
+        save()
+        log(f"\ninterrupted: state saved in {state}; `train --resume` continues")
+        if best_weights.exists():
+            finish(trainer, cfg, vocab, valid, best_weights, p, log)
+        raise
+    return finish(trainer, cfg, vocab, valid, best_weights, p, log)
+
+
+def record_epoch(writers, epoch, logs, optimizer):
+    """TensorBoard scalars: loss, accuracy, top-5, perplexity and the learning rate."""
+    with writers["train"].as_default():
+        for key in ("loss", "accuracy", "top5"):
+            tf.summary.scalar(key, logs[key], step=epoch + 1)
+        tf.summary.scalar("perplexity", math.exp(min(logs["loss"], 700)), step=epoch + 1)
+        tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()), step=epoch + 1)
+    with writers["validation"].as_default():
+        for key in ("loss", "accuracy", "top5", "perplexity"):
+            tf.summary.scalar(key, logs[f"val_{key}"], step=epoch + 1)
+    for writer in writers.values():
+        writer.flush()
+
+
+def finish(trainer, cfg, vocab, valid, best_weights, p, log):
+    """Evaluate the best weights on the held-out split and export them."""
+    trainer.model.load_weights(best_weights)
+    results = trainer.evaluate(valid)
     metrics = {
         "loss": results["loss"],
-        "perplexity": math.exp(results["loss"]),
+        "perplexity": math.exp(min(results["loss"], 700)),
         "accuracy": results["accuracy"],
         "top5": results["top5"],
-        "epochs": len(recorder.history.get("loss", [])),
+        "epochs": len(p["history"].get("loss", [])),
     }
     config = dict(dataclasses.asdict(cfg), vocab_size=len(vocab), mode=vocab.mode,
                   vocab_sha256=vocab.meta["sha256"])
-    export.export(model, cfg.vocab, model_dir, cfg.window, vocab.mode, cfg.top_k, extra_files={
-        "config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
-        "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
-    })
+    export.export(trainer.model, cfg.vocab, cfg.model_dir, cfg.window, vocab.mode, cfg.top_k,
+                  extra_files={
+                      "config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
+                      "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
+                  })
+    log(f"exported the model to {cfg.model_dir}")
     return metrics
-
-
