@@ -21,6 +21,8 @@ class NextWordModule(tf.Module):
     def __init__(self, model, vocab_file, window, mode, k=10):
         super().__init__()
         self.model = model
+        # Track every variable the traced call may capture (dropout seeds included).
+        self.model_variables = [v.value for v in model.variables]
         self.window = window
         self.mode = mode
         self.k = min(k, model.output_shape[-1] - 1)
