@@ -1,0 +1,45 @@
+"""Our GRUCell against keras.layers.GRU (both reset_after modes) and central differences."""
+import keras
+import numpy as np
+import pytest
+
+from lm_app.layers import GRUCell
+
+from .common import (FEATURES, UNITS, assert_dropout_behaves, assert_matches_builtin,
+               assert_round_trip, max_numeric_gradient_error)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_matches_keras_gru(return_sequences, reset_after):
+    builtin = keras.layers.GRU(UNITS, reset_after=reset_after, return_sequences=return_sequences,
+                               return_state=True)
+    assert_matches_builtin(builtin, GRUCell(UNITS, reset_after=reset_after), return_sequences)
+
+
+@pytest.mark.parametrize("reset_after, bias_shape", [(True, (2, 3 * UNITS)),
+                                                     (False, (3 * UNITS,))])
+def test_weight_layout_is_keras(reset_after, bias_shape):
+    rnn = keras.layers.RNN(GRUCell(UNITS, reset_after=reset_after))
+    rnn(np.zeros((1, 2, FEATURES), "float32"))
+    assert [tuple(v.shape) for v in rnn.trainable_variables] == [
+        (FEATURES, 3 * UNITS), (UNITS, 3 * UNITS), bias_shape]
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_numeric_gradient(reset_after):
+    cell = GRUCell(UNITS, reset_after=reset_after, dtype="float64")
+    assert max_numeric_gradient_error(cell) < 1e-6
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_save_and_load(tmp_path, reset_after):
+    loaded = assert_round_trip(GRUCell(UNITS, reset_after=reset_after), tmp_path)
+    assert loaded.layers[1].cell.reset_after is reset_after
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("dropout, recurrent_dropout", [(0.5, 0.0), (0.0, 0.5)])
+def test_dropout(dropout, recurrent_dropout, reset_after):
+    assert_dropout_behaves(lambda **kw: GRUCell(UNITS, reset_after=reset_after, **kw), dropout,
+                           recurrent_dropout)
