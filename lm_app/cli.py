@@ -115,17 +115,22 @@ def cmd_build_dict(args):
 
 
 def cmd_train(args):
+    if args.bidirectional:
+        raise UsageError("--bidirectional cannot predict the next word: its backward half would "
+                         "read the future words it must predict (use it in encoders only)")
     import_tensorflow()
     from .config import TrainConfig
     from .train import train
 
     cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
-    metrics = train(cfg, resume=args.resume)
+    metrics = train(cfg, resume=args.resume, fresh=args.fresh)
     print(f"held-out accuracy {metrics['accuracy']:.1%}, top-5 accuracy {metrics['top5']:.1%}, "
           f"perplexity {metrics['perplexity']:.1f} (best of {metrics['epochs']} epochs)")
 
 
 def cmd_predict(args):
+    if args.text == "-":
+        args.text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
     if not args.text.strip():
         raise UsageError("the text to predict from is empty")
     import_tensorflow()
@@ -169,7 +174,12 @@ def make_parser():
     p.add_argument("--corpus", default=defaults.corpus, help="glob of text files (default: %(default)s)")
     p.add_argument("--vocab", default=defaults.vocab, help="vocabulary from build-dict (default: %(default)s)")
     p.add_argument("--model-dir", default=defaults.model_dir, help="output folder (default: %(default)s)")
-    p.add_argument("--arch", default=defaults.arch, choices=("rnn",), help="recurrent cell (default: %(default)s)")
+    p.add_argument("--arch", default=defaults.arch, choices=("rnn", "lstm", "gru"),
+                   help="recurrent cell: simple RNN, LSTM or GRU (default: %(default)s)")
+    p.add_argument("--peephole", action="store_true",
+                   help="LSTM peephole connections: the gates also see the cell state")
+    p.add_argument("--bidirectional", action="store_true",
+                   help="refused: a next-word model cannot read the words after the one it predicts")
     p.add_argument("--window", type=positive_int, default=defaults.window,
                    help="words of context per example (default: %(default)s)")
     p.add_argument("--embedding", type=positive_int, default=defaults.embedding,
@@ -189,7 +199,7 @@ def make_parser():
     p.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate,
                    help="Adam learning rate (default: %(default)s)")
     p.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
-                   help="clip gradients to this global norm, 0 = off (default: %(default)s)")
+                   help="clip the gradient to this global norm, 0 = off (default: %(default)s)")
     p.add_argument("--valid-fraction", type=fraction, default=defaults.valid_fraction,
                    help="share of windows held out, in contiguous blocks (default: %(default)s)")
     p.add_argument("--top-k", type=positive_int, default=defaults.top_k,
@@ -200,12 +210,14 @@ def make_parser():
                    "ends (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --model-dir with its saved settings")
+    p.add_argument("--fresh", action="store_true",
+                   help="discard an unfinished run in --model-dir and start again")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict the next word of a text",
                        description="Predict the next word from the last --window words of TEXT, "
                        "using only the exported SavedModel.")
-    p.add_argument("text", metavar="TEXT", help="the text to continue")
+    p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
     p.add_argument("--top-k", type=positive_int, default=5, help="words to list (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

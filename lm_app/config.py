@@ -14,6 +14,7 @@ class TrainConfig:
     embedding: int = 64
     hidden: int = 128
     layers: int = 1
+    peephole: bool = False
     dropout: float = 0.0
     epochs: int = 30
     batch_size: int = 128

@@ -21,13 +21,23 @@ _READ_CHUNK = 1 << 22  # characters per normalisation call: large enough to amor
 
 
 def find_files(pattern):
-    """Files matched by a recursive glob, sorted so every run sees the same order."""
-    if not pattern:
+    """Files matched by a recursive glob, sorted so every run sees the same order.
+
+    ``pathlib``'s ``**`` does not descend into symlinked folders, so a symlink
+    loop in a corpus cannot make the walk hang (``glob.glob`` would).
+    """
+    if not pattern or not str(pattern).strip():
         raise UsageError("empty corpus pattern")
-    matches = glob.glob(os.path.expanduser(pattern), recursive=True)
-    files = sorted({os.path.normpath(p) for p in matches if os.path.isfile(p)})
+    parts = Path(os.path.expanduser(str(pattern))).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    base, rest = Path(*parts[:fixed]) if fixed else Path("."), parts[fixed:]
+    try:
+        matches = list(base.glob(str(Path(*rest)))) if rest else [base]
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot search {pattern!r}: {e}") from None
+    files = sorted({os.path.normpath(p) for p in matches if p.is_file()})
     if not files:
-        if len(matches) > 0:
+        if matches:
             raise UsageError(f"corpus pattern {pattern!r} matches only directories, no files")
         raise UsageError(f"no files match the corpus pattern {pattern!r}")
     return files

@@ -14,6 +14,7 @@ import tensorflow as tf
 from . import text
 from .atomic import atomic_path
 
+TAIL_BYTES = 4096  # at most this much of a long text is read: far more than any window needs
 SAVED_MODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb")
 
 
@@ -36,7 +37,19 @@ class NextWordModule(tf.Module):
             default_value=text.UNK)
 
     def context_ids(self, texts):
-        """The last ``window`` token ids of each text, left-padded with ``<pad>`` (id 0)."""
+        """The last ``window`` token ids of each text, left-padded with ``<pad>`` (id 0).
+
+        Only the tail of a long text can matter, so it is cut to its last
+        ``TAIL_BYTES`` first, at a word boundary: the time per request does not
+        grow with the text.
+        """
+        length = tf.strings.length(texts)
+        tail = tf.strings.substr(texts, tf.maximum(length - TAIL_BYTES, 0),
+                                 tf.fill(tf.shape(length), TAIL_BYTES))
+        # Drop the first, perhaps partial, word: everything up to the first separator.
+        sep = r" \n" if self.mode == "words" else r" \t\n\v\f\r"
+        cut = tf.strings.regex_replace(tail, f"^[^{sep}]*[{sep}]", "", replace_global=False)
+        texts = tf.where(length > TAIL_BYTES, cut, texts)
         tokens = text.tf_tokenize(texts, self.mode)
         if self.mode == "pretokenized":
             tokens = tokens[:, :-1]  # a prompt continues its line: no <eos> yet

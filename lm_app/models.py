@@ -2,21 +2,22 @@
 import keras
 
 from .errors import UsageError
-from .layers import SimpleRNNCell
+from .layers import GRUCell, LSTMCell, SimpleRNNCell
 
-CELLS = {"rnn": SimpleRNNCell}
+CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
 
 
-def make_cell(arch, units, dropout=0.0, seed=None):
-    try:
-        cell = CELLS[arch]
-    except KeyError:
-        raise UsageError(f"unknown --arch {arch!r} (choose from {', '.join(sorted(CELLS))})") from None
-    return cell(units, recurrent_dropout=0.0, dropout=dropout, seed=seed)
+def make_cell(arch, units, dropout=0.0, seed=None, peephole=False):
+    if arch not in CELLS:
+        raise UsageError(f"unknown --arch {arch!r} (choose from {', '.join(sorted(CELLS))})")
+    if peephole and arch != "lstm":
+        raise UsageError("--peephole needs --arch lstm")
+    extra = {"peephole": True} if peephole else {}
+    return CELLS[arch](units, dropout=dropout, seed=seed, **extra)
 
 
 def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, dropout=0.0,
-                seed=None):
+                seed=None, peephole=False):
     """Embedding -> ``layers`` recurrent layers -> dense logits for the next word.
 
     The embedding replaces the notes' one-hot input: the same maths as a one-hot
@@ -32,7 +33,7 @@ def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, drop
     x = keras.layers.Embedding(vocab_size, embedding, mask_zero=True, name="embedding")(ids)
     for i in range(layers):
         last = i == layers - 1
-        x = keras.layers.RNN(make_cell(arch, hidden, dropout, seed), return_sequences=not last,
+        x = keras.layers.RNN(make_cell(arch, hidden, dropout, seed, peephole), return_sequences=not last,
                              name=f"{arch}_{i + 1}")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed)(x)

@@ -27,7 +27,9 @@ def predict(serve, texts, top_k=5):
     for t in texts:
         if not t.strip():
             raise UsageError("the text to predict from is empty")
-    out = serve(text=tf.constant(list(texts)))
+    # surrogateescape: bytes that were not UTF-8 on the command line reach the model as
+    # bytes, and the model's own normaliser replaces them.
+    out = serve(text=tf.constant([t.encode("utf-8", errors="surrogateescape") for t in texts]))
     available = out["words"].shape[-1]
     if top_k > available:
         raise UsageError(f"--top-k is at most {available} for this model (set at export)")

@@ -118,40 +118,50 @@ def fresh_progress():
     return {"epoch": 0, "best": math.inf, "wait": 0, "history": {}, "done": False}
 
 
-def prepare_run(cfg, resume, log):
-    """The configuration to train with: the saved one when resuming, else a clean state folder."""
+def prepare_run(cfg, resume, fresh, log):
+    """The settings and vocabulary to train with: the saved ones when resuming, else a clean state."""
     state = Path(cfg.model_dir) / STATE
     saved = state / "run.json"
     if resume and saved.is_file():
         stored = read_json(saved, "saved run settings")
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         resumed = TrainConfig(**{k: v for k, v in stored.items() if k in known})
-        if resumed.epochs < cfg.epochs:  # allowed: train a finished run for longer
-            resumed.epochs = cfg.epochs
-        return resumed
+        resumed.epochs = max(resumed.epochs, cfg.epochs)  # a finished run may train for longer
+        vocab = Vocabulary.load(resumed.vocab)
+        if vocab.meta["sha256"] != stored.get("vocab_sha256"):
+            raise UsageError(f"the run in {cfg.model_dir} was trained with another vocabulary "
+                             f"than {resumed.vocab}; train without --resume to start again")
+        return resumed, vocab
     if resume:
         log(f"nothing to resume in {state}; starting a new run")
+    elif saved.is_file() and not fresh and not read_json(saved, "saved run settings").get("finished"):
+        raise UsageError(f"{cfg.model_dir} holds an unfinished run: add --resume to continue it, "
+                         "or --fresh to discard it")
+    vocab = Vocabulary.load(cfg.vocab)
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    write_json(saved, dataclasses.asdict(cfg))
-    return cfg
+    write_json(saved, dict(dataclasses.asdict(cfg), vocab_sha256=vocab.meta["sha256"]))
+    return cfg, vocab
 
 
-def train(cfg, resume=False, verbose=None, log=print):
-    """Train (or resume), evaluate the best weights on the held-out split, export; return metrics."""
+def train(cfg, resume=False, fresh=False, verbose=None, log=print):
+    """Train (or resume), evaluate the best weights on the held-out split, export; return metrics.
+
+    A folder with an unfinished run is only touched with ``resume`` (continue
+    it) or ``fresh`` (discard it), so a forgotten flag never throws work away.
+    """
     check_config(cfg)
     model_dir = Path(cfg.model_dir)
     with FolderLock(model_dir):
-        cfg = prepare_run(cfg, resume, log)
-        return _train_locked(cfg, verbose, log)
+        cfg, vocab = prepare_run(cfg, resume, fresh, log)
+        return _train_locked(cfg, vocab, verbose, log)
 
 
-def _train_locked(cfg, verbose, log):
+def _train_locked(cfg, vocab, verbose, log):
     if verbose is None:  # a progress bar on a terminal, one line per epoch in a log file
         verbose = 1 if sys.stdout.isatty() else 2
     model_dir = Path(cfg.model_dir)
     state = model_dir / STATE
-    vocab = Vocabulary.load(cfg.vocab)
     files = find_files(cfg.corpus)
     train_windows = data.window_dataset(files, vocab, cfg.window, "train", cfg.valid_fraction)
     valid = data.batched(data.window_dataset(files, vocab, cfg.window, "valid", cfg.valid_fraction),
@@ -167,7 +177,7 @@ def _train_locked(cfg, verbose, log):
 
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(len(vocab), cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
-                        cfg.dropout, cfg.seed)
+                        cfg.dropout, cfg.seed, cfg.peephole)
     trainer = Trainer(model, cfg)
     progress_var = tf.Variable(json.dumps(fresh_progress()), trainable=False)
     manager = tf.train.CheckpointManager(trainer.checkpoint(progress_var), str(state), max_to_keep=2)
@@ -230,7 +240,7 @@ def _train_locked(cfg, verbose, log):
         save()
         log(f"\ninterrupted: state saved in {state}; `train --resume` continues")
         if best_weights.exists():
-            finish(trainer, cfg, vocab, valid, best_weights, p, log)
+            finish(trainer, cfg, vocab, valid, best_weights, p, log, complete=False)
         raise
     return finish(trainer, cfg, vocab, valid, best_weights, p, log)
 
@@ -249,7 +259,7 @@ def record_epoch(writers, epoch, logs, optimizer):
         writer.flush()
 
 
-def finish(trainer, cfg, vocab, valid, best_weights, p, log):
+def finish(trainer, cfg, vocab, valid, best_weights, p, log, complete=True):
     """Evaluate the best weights on the held-out split and export them."""
     trainer.model.load_weights(best_weights)
     results = trainer.evaluate(valid)
@@ -267,5 +277,8 @@ def finish(trainer, cfg, vocab, valid, best_weights, p, log):
                       "config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
                       "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
                   })
+    if complete:
+        run = Path(cfg.model_dir) / STATE / "run.json"
+        write_json(run, dict(read_json(run, "saved run settings"), finished=True))
     log(f"exported the model to {cfg.model_dir}")
     return metrics

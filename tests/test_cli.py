@@ -68,5 +68,18 @@ def test_train_refuses_a_corpus_shorter_than_a_window(tmp_path):
 
 
 def test_train_with_no_matching_files(tmp_path):
-    proc = run_cli("train", "--corpus", tmp_path / "nothing" / "*.txt")
+    proc = run_cli("train", "--corpus", tmp_path / "nothing" / "*.txt", "--model-dir", tmp_path / "lm")
     assert_usage_error(proc, "no files match")
+
+
+def test_bidirectional_next_word_training_is_refused():
+    assert_usage_error(run_cli("train", "--bidirectional"), "cannot predict the next word")
+
+
+def test_peephole_needs_an_lstm(tmp_path):
+    cycle_corpus(tmp_path / "c")
+    glob, vocab = tmp_path / "c" / "*.txt", tmp_path / "vocab.txt"
+    assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab).returncode == 0
+    proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
+                   "--arch", "gru", "--peephole")
+    assert_usage_error(proc, "--peephole needs --arch lstm")

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -114,3 +114,48 @@ def test_predict_errors_are_one_line(trained, tmp_path):
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes((trained["model_dir"] / "saved_model.pb").read_bytes()[:100])
     assert_usage_error(run_cli("predict", "--model-dir", broken, "hello"), "cannot load the model")
+
+
+@pytest.mark.parametrize("prompt, context", [
+    ("😀🎉 on the", ["on", "the"]),
+    ("\x01\x02\x1b[31m on\x7f the", ["<unk>", "on", "the"]),  # "[31m" leaves an "m"
+    ("日本語 ½ ﷽", []),  # nothing survives normalisation: an empty context, still an answer
+    ("zebra quux", ["<unk>", "<unk>"]),
+    ("on the \udcff", ["on", "the"]),  # a byte that is not UTF-8, as argv delivers it
+])
+def test_hostile_text_is_harmless(trained, prompt, context):
+    proc = run_cli("predict", "--model-dir", trained["model_dir"], "--json", prompt)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["context"] == context
+    assert len(result["top_k"]) == 5
+
+
+def test_a_megabyte_of_text_uses_only_its_last_words(trained):
+    body = ("🎉 zebra-crossing émigré " * 40_000)[:1_000_000] + "\nthe cat sat on the"
+    assert len(body.encode("utf-8")) > 1_000_000
+    env_proc = subprocess.run([sys.executable, "-m", "lm_app", "predict", "--json",
+                               "--model-dir", str(trained["model_dir"]), "-"],
+                              input=body.encode("utf-8"), capture_output=True, timeout=300,
+                              env=dict(__import__("os").environ, PYTHONPATH=str(ROOT)))
+    assert env_proc.returncode == 0, env_proc.stderr
+    result = json.loads(env_proc.stdout)
+    assert result["context"] == ["the", "cat", "sat", "on", "the"]
+    assert result["prediction"] == "mat"
+
+
+@pytest.mark.parametrize("arch_flags", [
+    ["--arch", "lstm", "--layers", 2, "--peephole", "--clip-norm", 1.0, "--dropout", 0.1],
+    ["--arch", "gru", "--layers", 2],
+])
+def test_lstm_and_gru_stacks_learn_the_pattern(trained, tmp_path, arch_flags):
+    model_dir = tmp_path / "lm"
+    proc = run_cli("train", "--corpus", trained["glob"], "--vocab", trained["vocab"], "--model-dir",
+                   model_dir, *TRAIN_FLAGS, *arch_flags)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    config = json.loads((model_dir / "config.json").read_text())
+    assert metrics["accuracy"] >= 0.95, metrics
+    assert config["arch"] == arch_flags[1] and config["layers"] == 2
+    assert json.loads(run_cli("predict", "--model-dir", model_dir, "--json", "the dog ran to the")
+                      .stdout)["prediction"] == "park"

@@ -93,3 +93,30 @@ def test_a_second_run_on_the_same_folder_is_refused(corpus, tmp_path):
     with FolderLock(tmp_path / "busy"):
         proc = run_cli("train", "--model-dir", tmp_path / "busy", *args)
     assert_usage_error(proc, "is in use by process")
+
+
+def test_an_unfinished_run_is_kept_until_resume_or_fresh(corpus):
+    work, args = corpus
+    model_dir = work / "interrupted"  # left unfinished by the Ctrl-C test above
+    if not (model_dir / "checkpoints" / "run.json").exists():
+        pytest.skip("needs the Ctrl-C test's folder")
+    before = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    assert_usage_error(run_cli("train", "--model-dir", model_dir, *args), "add --resume")
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")) == before
+
+
+def test_resume_with_another_vocabulary_is_refused(corpus, tmp_path):
+    work, args = corpus
+    model_dir = work / "interrupted"
+    if not (model_dir / "checkpoints" / "run.json").exists():
+        pytest.skip("needs the Ctrl-C test's folder")
+    vocab = args[args.index("--vocab") + 1]
+    original = vocab.read_text()
+    try:
+        glob = str(cycle_corpus(tmp_path / "other", repeats=5) / "*.txt")
+        assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab, "--min-count", 0).returncode == 0
+        assert_usage_error(run_cli("train", "--model-dir", model_dir, "--resume", *args),
+                           "trained with another vocabulary")
+    finally:
+        assert run_cli("build-dict", "--corpus", args[1], "--vocab", vocab).returncode == 0
+        assert vocab.read_text() == original
