@@ -1,7 +1,10 @@
 """The project's own Keras layers, one file per family, each with its equations."""
+from .attention import Attention
 from .bidirectional import bidirectional
 from .gru import GRUCell
-from .lstm import LSTMCell
+from .lstm import LSTM, LSTMCell
 from .rnn import SimpleRNNCell
+from .seq2seq import Decoder, Encoder, padding_mask
 
-__all__ = ["GRUCell", "LSTMCell", "SimpleRNNCell", "bidirectional"]
+__all__ = ["Attention", "Decoder", "Encoder", "GRUCell", "LSTM", "LSTMCell", "SimpleRNNCell",
+           "bidirectional", "padding_mask"]

@@ -119,3 +119,98 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
         }
+
+
+@keras.saving.register_keras_serializable(package="lm_app")
+class LSTM(keras.layers.Layer):
+    """A whole-sequence LSTM on :class:`LSTMCell`, with TensorFlow's fused kernel as the fast path.
+
+    The readable path is ``keras.layers.RNN(LSTMCell)``: one step at a time,
+    with masks and recurrent dropout.  Where neither is needed (a language
+    model reading an unpadded stream), the same weights drive
+    ``tf.raw_ops.BlockLSTM``, which runs the whole sequence, forward and
+    backward, in one C++ kernel with the input projection of every step done
+    as one matmul.  Its peepholes (``wci``, ``wcf`` see ``c_{t-1}``, ``wco``
+    sees ``c_t``) are the cell's, its gate columns are the cell's reordered, so
+    the two paths agree to float rounding; a test checks outputs and gradients.
+
+    Args:
+        units, peephole, forget_bias, dropout, recurrent_dropout, seed: as for
+            :class:`LSTMCell` (input dropout uses one mask per sequence on both paths).
+        return_sequences: every step's ``h``, or only the last.
+        return_state: also return the final ``[h, c]``.
+        fused: allow the fused kernel (off: always the readable loop).
+    """
+
+    def __init__(self, units, peephole=False, forget_bias=1.0, dropout=0.0, recurrent_dropout=0.0,
+                 seed=None, return_sequences=False, return_state=False, fused=True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.return_sequences = return_sequences
+        self.return_state = return_state
+        self.fused = fused
+        self.cell = LSTMCell(units, peephole=peephole, forget_bias=forget_bias, dropout=dropout,
+                             recurrent_dropout=recurrent_dropout, seed=seed, name="cell")
+        self.rnn = keras.layers.RNN(self.cell, return_sequences=return_sequences,
+                                    return_state=return_state, name="rnn")
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.rnn.build(input_shape)
+
+    def call(self, inputs, initial_state=None, mask=None, training=False):
+        use_loop = (not self.fused or mask is not None or keras.backend.backend() != "tensorflow"
+                    or (training and self.cell.recurrent_dropout > 0))
+        if use_loop:
+            return self.rnn(inputs, initial_state=initial_state, mask=mask, training=training)
+        return self._fused(inputs, initial_state, training)
+
+    def _fused(self, inputs, initial_state, training):
+        import tensorflow as tf
+
+        cell = self.cell
+        if training and cell.dropout > 0:
+            inputs = inputs * ops.expand_dims(cell.get_dropout_mask(inputs[:, 0, :]), 1)
+            cell.reset_dropout_mask()
+        batch = ops.shape(inputs)[0]
+        if initial_state is None:
+            h0 = c0 = ops.zeros((batch, self.units), dtype=inputs.dtype)
+        else:
+            h0, c0 = initial_state
+        zeros = ops.zeros((self.units,), dtype=inputs.dtype)
+        peep = (cell.peephole_i, cell.peephole_f, cell.peephole_o) if cell.peephole else (zeros,) * 3
+        # BlockLSTM wants the gates as (i, c, f, o): reorder our (i, f, c, o) columns.
+        # (BlockLSTMV2 takes ours directly, but TF 2.21 registers V1's gradient for it,
+        # which reads the wrong gates; a test compares gradients with the cell loop.)
+        def icfo(m):
+            i, f, c, o = tf.split(m, 4, axis=-1)
+            return tf.concat([i, c, f, o], axis=-1)
+
+        out = tf.raw_ops.BlockLSTM(
+            seq_len_max=tf.cast(tf.shape(inputs)[1], tf.int64),
+            x=tf.transpose(inputs, [1, 0, 2]),  # the kernel wants time first
+            cs_prev=c0, h_prev=h0,
+            w=icfo(tf.concat([cell.kernel, cell.recurrent_kernel], axis=0)),
+            wci=peep[0], wcf=peep[1], wco=peep[2], b=icfo(cell.bias),
+            forget_bias=0.0, cell_clip=-1.0, use_peephole=cell.peephole)
+        h_last, c_last = out.h[-1], out.cs[-1]
+        output = tf.transpose(out.h, [1, 0, 2]) if self.return_sequences else h_last
+        return [output, h_last, c_last] if self.return_state else output
+
+    def compute_output_shape(self, input_shape):
+        return self.rnn.compute_output_shape(input_shape)
+
+    def get_config(self):
+        cell = self.cell
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "peephole": cell.peephole,
+            "forget_bias": cell.forget_bias,
+            "dropout": cell.dropout,
+            "recurrent_dropout": cell.recurrent_dropout,
+            "seed": cell.seed,
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "fused": self.fused,
+        }
