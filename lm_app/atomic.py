@@ -10,7 +10,7 @@ from .errors import UsageError
 
 
 @contextlib.contextmanager
-def atomic_path(path, directory=False):
+def atomic_path(path, directory=False, suffix=".tmp"):
     """Yield a temporary path beside ``path``; on success rename it into place.
 
     Beside, not in /tmp, so that the final rename stays on one file system and is
@@ -23,9 +23,9 @@ def atomic_path(path, directory=False):
         path.parent.mkdir(parents=True, exist_ok=True)
         recover(path)
         if directory:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent))
         else:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
             os.close(fd)
             tmp = Path(name)
     except OSError as e:

@@ -143,6 +143,14 @@ def cmd_predict(args):
         print(predict.format_result(result))
 
 
+def cmd_evaluate(args):
+    import_tensorflow()
+    from . import evaluate
+
+    report = evaluate.evaluate(args.model_dir, args.corpus, args.pretokenized or None)
+    print(json.dumps(report) if args.json else evaluate.format_report(report))
+
+
 def make_parser():
     from .config import TrainConfig
 
@@ -180,8 +188,16 @@ def make_parser():
                    help="LSTM peephole connections: the gates also see the cell state")
     p.add_argument("--bidirectional", action="store_true",
                    help="refused: a next-word model cannot read the words after the one it predicts")
+    p.add_argument("--objective", default=defaults.objective, choices=("window", "stream"),
+                   help="window: --window words predict the next (the notes'); stream: the "
+                   "standard protocol, contiguous rows read --bptt tokens at a time with the "
+                   "state carried over (default: %(default)s)")
+    p.add_argument("--valid-corpus", default=defaults.valid_corpus,
+                   help="glob of held-out text; without it --valid-fraction of the corpus is held out")
     p.add_argument("--window", type=positive_int, default=defaults.window,
                    help="words of context per example (default: %(default)s)")
+    p.add_argument("--bptt", type=positive_int, default=defaults.bptt,
+                   help="tokens per chunk with --objective stream (default: %(default)s)")
     p.add_argument("--embedding", type=positive_int, default=defaults.embedding,
                    help="embedding size (default: %(default)s)")
     p.add_argument("--hidden", type=positive_int, default=defaults.hidden,
@@ -194,10 +210,17 @@ def make_parser():
                    help="most epochs; stops early when validation loss stalls (default: %(default)s)")
     p.add_argument("--patience", type=positive_int, default=defaults.patience,
                    help="epochs without improvement before stopping (default: %(default)s)")
+    p.add_argument("--tied", action="store_true",
+                   help="share the embedding and softmax weights (needs --embedding = --hidden)")
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
-                   help="windows per batch (default: %(default)s)")
+                   help="windows per batch, or rows with --objective stream (default: %(default)s)")
+    p.add_argument("--optimizer", default=defaults.optimizer, choices=("adam", "sgd"),
+                   help="(default: %(default)s)")
     p.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate,
-                   help="Adam learning rate (default: %(default)s)")
+                   help="initial learning rate (default: %(default)s)")
+    p.add_argument("--lr-decay", type=float, default=defaults.lr_decay,
+                   help="divide the learning rate by this after an epoch without validation "
+                   "improvement, 1 = never (default: %(default)s)")
     p.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
                    help="clip the gradient to this global norm, 0 = off (default: %(default)s)")
     p.add_argument("--valid-fraction", type=fraction, default=defaults.valid_fraction,
@@ -213,6 +236,18 @@ def make_parser():
     p.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --model-dir and start again")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="perplexity and accuracy of a trained model on a corpus",
+                       description="Score every predicted token of the corpus (streaming): "
+                       "cross-entropy, perplexity = exp(mean NLL), accuracy, top-5 accuracy, the "
+                       "share of <unk> tokens and the speed. The corpus is tokenized as the model's "
+                       "vocabulary was (plain or --pretokenized).")
+    p.add_argument("--model-dir", default=defaults.model_dir, help="trained model (default: %(default)s)")
+    p.add_argument("--corpus", required=True, help="glob of held-out text files")
+    p.add_argument("--pretokenized", action="store_true",
+                   help="the corpus is Penn-Treebank style (must match how the model was trained)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict the next word of a text",
                        description="Predict the next word from the last --window words of TEXT, "
@@ -230,7 +265,8 @@ def main(argv=None):
     try:
         args.func(args)
     except UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever a library put in the message
+        print(f"{PROG}: error: {message[:500]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -114,32 +114,53 @@ class Vocabulary:
         return cls(tokens, [0, unk] + [n for _, n in kept], dict(meta or {}))
 
     def save(self, path):
-        """Write ``vocab.txt`` and then ``vocab.json`` (which vouches for the text's hash)."""
+        """Write ``vocab.txt`` and ``vocab.json`` so that a kill at any point leaves a valid pair.
+
+        Two files cannot be renamed at once, so: the new JSON goes to
+        ``vocab.json.next``, then ``vocab.txt`` is replaced (the commit point),
+        then the JSON.  :meth:`load` finishes a commit that a kill interrupted.
+        """
         path = Path(path)
         body = "".join(f"{t}\t{n}\n" for t, n in zip(self.tokens, self.counts))
         meta = dict(self.meta, format=FORMAT_VERSION, size=len(self.tokens),
                     sha256=hashlib.sha256(body.encode("utf-8")).hexdigest())
-        write_text(path, body)
-        write_json(meta_path(path), meta)
+        pending = pending_meta_path(path)
+        write_json(pending, meta)
+        try:
+            write_text(path, body)
+        except BaseException:
+            pending.unlink(missing_ok=True)
+            raise
+        os.replace(pending, meta_path(path))
         self.meta = meta
 
     @classmethod
     def load(cls, path):
         """Read and validate a vocabulary; a hand-broken file is a UsageError, not a crash."""
         path = Path(path)
-        meta = read_json(meta_path(path), "vocabulary settings")
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
             raise UsageError(f"vocabulary not found: {path} (run build-dict first)") from None
         except IsADirectoryError:
             raise UsageError(f"vocabulary {path} is a directory, not a file") from None
-        if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+        digest = hashlib.sha256(raw).hexdigest()
+        pending = pending_meta_path(path)
+        if pending.is_file() and read_json(pending, "vocabulary settings").get("sha256") == digest:
+            os.replace(pending, meta_path(path))  # finish a save that was killed half-way
+        meta = read_json(meta_path(path), "vocabulary settings")
+        if digest != meta.get("sha256"):
             raise UsageError(
                 f"{path} does not match {meta_path(path)} (edited by hand?); run build-dict again"
             )
         tokens, counts = [], []
-        for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        try:
+            lines = raw.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise UsageError(f"{path} is not valid UTF-8; run build-dict again") from None
+        for number, line in enumerate(lines, 1):
             token, _, count = line.partition("\t")
             if not token or not count.isdigit() or any(c.isspace() for c in token):
                 raise UsageError(f"{path}:{number}: expected 'token<TAB>count'")
@@ -154,6 +175,10 @@ class Vocabulary:
 
 def meta_path(vocab_path):
     return Path(vocab_path).with_suffix(".json")
+
+
+def pending_meta_path(vocab_path):
+    return Path(vocab_path).with_suffix(".json.next")
 
 
 def build_vocabulary(pattern, min_count=3, mode="words", encoding="utf-8", errors="strict",

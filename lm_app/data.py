@@ -8,9 +8,15 @@ corpus size, no one-hot tensor is ever built, and a window never spans two files
 The validation split takes every ``period``-th block of consecutive windows
 (period 5 = the notes' 4:1 split).  Windows that overlap the other split at a
 block edge are dropped, so no validation word is seen as training input.
+
+The standard objective reads the corpus as one stream instead
+(:func:`token_ids`, :func:`batchify`, :func:`stream_chunks`): ``batch_size``
+contiguous rows, read ``bptt`` tokens at a time.  Its ids are held as one int32
+array, four bytes a token.
 """
 import os
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -120,3 +126,47 @@ def count_batches(ds):
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
+
+
+def token_ids(files, vocab):
+    """Every token id of the files, in order, as one int32 array."""
+    table = lookup_table(vocab)
+    ds = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(
+        lambda path: file_ids(path, table, vocab.mode))
+    parts = [ids.numpy() for ids in ds]
+    return np.concatenate(parts) if parts else np.zeros([0], np.int32)
+
+
+def split_stream(ids, valid_fraction=0.2, cycles=10):
+    """Training and validation streams: every ``period``-th of ``period * cycles`` contiguous blocks is held out."""
+    period = max(2, round(1 / valid_fraction))
+    block = max(1, len(ids) // (period * cycles))
+    part = (np.arange(len(ids)) // block) % period
+    return ids[part != period - 1], ids[part == period - 1]
+
+
+def batchify(ids, rows):
+    """``rows`` contiguous rows of equal length (PyTorch's ``batchify``); the ragged tail is dropped."""
+    if rows <= 0:
+        raise UsageError("--batch-size must be positive")
+    length = len(ids) // rows
+    return np.asarray(ids[:rows * length], np.int32).reshape(rows, length)
+
+
+def count_chunks(rows, bptt):
+    return max(0, -(-(rows.shape[1] - 1) // bptt))
+
+
+def stream_chunks(rows, bptt):
+    """``(x, y)`` chunks of at most ``bptt`` steps; ``y`` is ``x`` shifted by one token."""
+    rows_t = tf.constant(rows)
+    length = rows.shape[1]
+
+    def chunk(start):
+        size = tf.minimum(tf.constant(bptt, tf.int64), length - 1 - start)
+        return rows_t[:, start:start + size], rows_t[:, start + 1:start + 1 + size]
+
+    ds = tf.data.Dataset.range(0, max(length - 1, 0), bptt).map(chunk)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(2).with_options(options)

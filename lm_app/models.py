@@ -1,8 +1,19 @@
-"""Turn a configuration (``--arch`` and sizes) into a Keras model of logits over the vocabulary."""
+"""Turn a configuration (``--arch``, ``--objective`` and sizes) into a Keras model of next-word logits.
+
+Two shapes of model, one per training objective:
+
+* ``window`` (the notes'): ``ids[batch, window] -> logits[batch, vocab]`` for the
+  word after the window; ``<pad>`` (id 0) is masked so short prompts can be
+  left-padded.
+* ``stream`` (the standard LM protocol): ``ids[batch, time], states ->
+  logits[batch, time, vocab], states``; the final states feed the next chunk
+  (truncated backpropagation through time).
+"""
 import keras
+from keras import ops
 
 from .errors import UsageError
-from .layers import GRUCell, LSTMCell, SimpleRNNCell
+from .layers import LSTM, GRUCell, LSTMCell, SimpleRNNCell
 
 CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
 
@@ -16,26 +27,100 @@ def make_cell(arch, units, dropout=0.0, seed=None, peephole=False):
     return CELLS[arch](units, dropout=dropout, seed=seed, **extra)
 
 
-def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, dropout=0.0,
-                seed=None, peephole=False):
-    """Embedding -> ``layers`` recurrent layers -> dense logits for the next word.
+def recurrent_layer(arch, units, dropout=0.0, seed=None, peephole=False, return_sequences=True,
+                    return_state=False, name=None):
+    """Our LSTM layer (with its fused fast path) or ``keras.layers.RNN`` around our cell."""
+    cell = make_cell(arch, units, dropout, seed, peephole)  # validates the arguments too
+    if arch == "lstm":
+        return LSTM(units, peephole=peephole, dropout=dropout, seed=seed, name=name,
+                    return_sequences=return_sequences, return_state=return_state)
+    return keras.layers.RNN(cell, return_sequences=return_sequences, return_state=return_state,
+                            name=name)
 
-    The embedding replaces the notes' one-hot input: the same maths as a one-hot
-    vector times a weight matrix, without building the vector.  Id 0 (``<pad>``)
-    is masked, so short prompts padded on the left do not disturb the state.
-    """
+
+def check_sizes(embedding, hidden, layers, dropout):
     for name, value in (("embedding", embedding), ("hidden", hidden), ("layers", layers)):
         if value <= 0:
             raise UsageError(f"--{name} must be positive")
     if not 0 <= dropout < 1:
         raise UsageError("--dropout must be in [0, 1)")
+
+
+def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, dropout=0.0,
+                seed=None, peephole=False):
+    """The windowed model: embedding -> ``layers`` recurrent layers -> logits of the next word.
+
+    The embedding replaces the notes' one-hot input: the same maths as a one-hot
+    vector times a weight matrix, without building the vector.
+    """
+    check_sizes(embedding, hidden, layers, dropout)
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     x = keras.layers.Embedding(vocab_size, embedding, mask_zero=True, name="embedding")(ids)
     for i in range(layers):
-        last = i == layers - 1
-        x = keras.layers.RNN(make_cell(arch, hidden, dropout, seed, peephole), return_sequences=not last,
-                             name=f"{arch}_{i + 1}")(x)
+        x = recurrent_layer(arch, hidden, dropout, seed, peephole,
+                            return_sequences=i < layers - 1, name=f"{arch}_{i + 1}")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed)(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(ids, logits, name=f"{arch}_lm")
+
+
+@keras.saving.register_keras_serializable(package="lm_app")
+class TiedOutput(keras.layers.Layer):
+    """Logits from the embedding matrix itself (Press & Wolf 2016; Inan et al. 2017).
+
+    Sharing the input and output word vectors halves the parameters of a small
+    model and usually lowers its perplexity.
+    """
+
+    def __init__(self, embedding_layer, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding_layer = embedding_layer
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(shape=(self.embedding_layer.input_dim,), name="bias",
+                                    initializer="zeros")
+
+    def call(self, x):
+        return ops.matmul(x, ops.transpose(self.embedding_layer.embeddings)) + self.bias
+
+
+class StreamLM(keras.Model):
+    """The standard-protocol model (as PyTorch's ``word_language_model``): every position predicts its next token.
+
+    Dropout on the embeddings, between layers and before the softmax, as in
+    Zaremba et al. (2014).
+    """
+
+    def __init__(self, vocab_size, arch="lstm", embedding=200, hidden=200, layers=2, dropout=0.2,
+                 tied=False, seed=None, peephole=False, **kwargs):
+        super().__init__(**kwargs)
+        check_sizes(embedding, hidden, layers, dropout)
+        if tied and embedding != hidden:
+            raise UsageError("--tied needs --embedding equal to --hidden")
+        self.arch, self.hidden, self.n_layers = arch, hidden, layers
+        self.embed = keras.layers.Embedding(vocab_size, embedding, name="embedding")
+        self.drop = keras.layers.Dropout(dropout, seed=seed)
+        self.rnns = [recurrent_layer(arch, hidden, 0.0, seed, peephole, return_sequences=True,
+                                     return_state=True, name=f"{arch}_{i + 1}")
+                     for i in range(layers)]
+        self.head = (TiedOutput(self.embed, name="logits") if tied
+                     else keras.layers.Dense(vocab_size, name="logits"))
+
+    @property
+    def states_per_layer(self):
+        return 2 if self.arch == "lstm" else 1
+
+    def zero_states(self, batch):
+        return [[ops.zeros((batch, self.hidden)) for _ in range(self.states_per_layer)]
+                for _ in range(self.n_layers)]
+
+    def call(self, ids, states=None, training=False):
+        x = self.drop(self.embed(ids), training=training)
+        states = states or [None] * self.n_layers
+        new_states = []
+        for rnn, state in zip(self.rnns, states):
+            x, *state = rnn(x, initial_state=state, training=training)
+            new_states.append(state)
+            x = self.drop(x, training=training)
+        return self.head(x), new_states

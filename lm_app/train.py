@@ -3,11 +3,21 @@
 Why not ``Model.fit``: fit resumes only at epoch boundaries and does not save
 the data position or the dropout seeds, so an interrupted run could not end
 with the weights an uninterrupted one reaches.  Here the whole state -- every
-model variable (dropout seeds included), the optimizer, the running metrics and
-a JSON record of epoch, step, best loss, patience and history -- goes into one
-``tf.train.Checkpoint``, which TensorFlow writes before it points the
-``checkpoint`` index at it.  Each epoch's data order is a pure function of
-``(seed, epoch)``, so resuming at step ``s`` just skips ``s`` batches.
+model variable (dropout seeds included), the optimizer, the running metrics,
+the recurrent state carried between chunks and a JSON record of epoch, best
+loss, patience and history -- goes into one ``tf.train.Checkpoint``, which
+TensorFlow writes before it points the ``checkpoint`` index at it.  Each
+epoch's data order is a pure function of ``(seed, epoch)``, so resuming at step
+``s`` just skips ``s`` batches.
+
+Two objectives share the loop (``--objective``):
+
+* ``window`` (the notes'): shuffled windows of ``--window`` words, each
+  predicting the word after it.
+* ``stream`` (the standard protocol of PyTorch's ``word_language_model``): the
+  token stream cut into ``--batch-size`` contiguous rows, read ``--bptt`` tokens
+  at a time, every position predicting its next token, the recurrent state
+  carried from chunk to chunk and reset at each epoch.
 
 The model folder receives the best weights (``checkpoints/best.weights.h5``),
 ``history.json``, ``curves.png``, TensorBoard logs (``logs/``), ``config.json``,
@@ -18,6 +28,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -28,21 +39,27 @@ from .atomic import FolderLock, atomic_path, read_json, write_json
 from .config import TrainConfig
 from .corpus import Vocabulary, find_files
 from .errors import UsageError
-from .models import build_model
+from .models import StreamLM, build_model
 
 STATE = "checkpoints"
 
 
 def check_config(cfg):
-    for name in ("window", "embedding", "hidden", "layers", "epochs", "batch_size", "top_k"):
+    for name in ("window", "bptt", "embedding", "hidden", "layers", "epochs", "batch_size", "top_k"):
         if getattr(cfg, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
     if cfg.learning_rate <= 0:
         raise UsageError("--learning-rate must be positive")
     if cfg.save_every < 0 or cfg.clip_norm < 0:
         raise UsageError("--save-every and --clip-norm must be 0 or more")
+    if cfg.lr_decay < 1:
+        raise UsageError("--lr-decay must be 1 (off) or more")
     if not 0 < cfg.valid_fraction <= 0.5:
         raise UsageError("--valid-fraction must be in (0, 0.5]")
+    if cfg.objective not in ("window", "stream"):
+        raise UsageError("--objective must be window or stream")
+    if cfg.optimizer not in ("adam", "sgd"):
+        raise UsageError("--optimizer must be adam or sgd")
 
 
 class Metrics:
@@ -55,6 +72,8 @@ class Metrics:
         self.sums.assign(tf.zeros([4], tf.float64))
 
     def update(self, labels, logits, loss):
+        labels = tf.reshape(labels, [-1])
+        logits = tf.reshape(logits, [tf.size(labels), -1])
         n = tf.cast(tf.size(labels), tf.float64)
         top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float64))
         top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 5), tf.float64))
@@ -66,27 +85,137 @@ class Metrics:
         return {"loss": loss / n, "accuracy": top1 / n, "top5": top5 / n}
 
 
-class Trainer:
-    """The model, its optimizer and the compiled steps of the windowed objective."""
+def make_optimizer(cfg):
+    clip = cfg.clip_norm or None  # the notes' gradient clipping, by global norm
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(cfg.learning_rate, global_clipnorm=clip)
+    return keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=clip)
 
-    def __init__(self, model, cfg):
-        self.model = model
-        self.optimizer = keras.optimizers.Adam(cfg.learning_rate,
-                                               global_clipnorm=cfg.clip_norm or None)
-        self.optimizer.build(model.trainable_variables)
-        self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+def cross_entropy(labels, logits):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+
+
+class WindowObjective:
+    """Shuffled windows of ``cfg.window`` words; each predicts the word after it."""
+
+    def __init__(self, cfg, vocab, files):
+        self.cfg = cfg
+        self.train_windows = data.window_dataset(files, vocab, cfg.window, "train", cfg.valid_fraction)
+        self.valid = data.batched(
+            data.window_dataset(files, vocab, cfg.window, "valid", cfg.valid_fraction), cfg.batch_size)
+        self.n_train = data.count_batches(data.batched(self.train_windows, cfg.batch_size))
+        self.n_valid = data.count_batches(self.valid)
+        if self.n_train == 0 or self.n_valid == 0:
+            raise UsageError(
+                f"the corpus {cfg.corpus!r} is too small for windows of {cfg.window} words "
+                "plus a validation split (windows never cross files)")
+        self.describe = (f"{self.n_train} training and {self.n_valid} validation batches of "
+                         f"{cfg.batch_size} windows")
+
+    def build(self, vocab_size):
+        cfg = self.cfg
+        self.model = build_model(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
+                                 cfg.dropout, cfg.seed, cfg.peephole)
+        return self.model
+
+    def state_variables(self):
+        return []
+
+    def start_epoch(self):
+        pass
+
+    def batches(self, epoch, skip):
+        # The order of an epoch depends only on (seed, epoch): resuming skips what was done.
+        return data.batched(self.train_windows, self.cfg.batch_size, shuffle=True,
+                            seed=self.cfg.seed * 100_003 + epoch).skip(skip)
+
+    def logits(self, x, training):
+        return self.model(x, training=training)
+
+    def evaluate(self, step):
+        for x, y in self.valid:
+            step(x, y)
+
+
+class StreamObjective:
+    """Contiguous rows read in chunks of ``cfg.bptt`` tokens, the state carried between chunks."""
+
+    def __init__(self, cfg, vocab, files):
+        self.cfg = cfg
+        ids = data.token_ids(files, vocab)
+        if cfg.valid_corpus:
+            train_ids, valid_ids = ids, data.token_ids(find_files(cfg.valid_corpus), vocab)
+        else:
+            train_ids, valid_ids = data.split_stream(ids, cfg.valid_fraction)
+        self.train_rows = data.batchify(train_ids, cfg.batch_size)
+        self.valid_rows = data.batchify(valid_ids, cfg.batch_size)
+        if self.train_rows.shape[1] < 2 or self.valid_rows.shape[1] < 2:
+            raise UsageError(f"the corpus {cfg.corpus!r} is too small for {cfg.batch_size} rows "
+                             "plus a validation split; use a smaller --batch-size")
+        self.n_train = data.count_chunks(self.train_rows, cfg.bptt)
+        self.n_valid = data.count_chunks(self.valid_rows, cfg.bptt)
+        self.describe = (f"{self.train_rows.size:,} training tokens in {cfg.batch_size} rows, "
+                         f"{self.n_train} chunks of {cfg.bptt}; {self.valid_rows.size:,} validation tokens")
+
+    def build(self, vocab_size):
+        cfg = self.cfg
+        self.model = StreamLM(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
+                              cfg.dropout, cfg.tied, cfg.seed, cfg.peephole)
+        self.model(tf.zeros([1, 1], tf.int32))  # create the weights
+        # The state carried across chunks lives in variables, so checkpoints keep it.
+        self.states = [tf.Variable(s, trainable=False)
+                       for layer in self.model.zero_states(cfg.batch_size) for s in layer]
+        return self.model
+
+    def state_variables(self):
+        return self.states
+
+    def start_epoch(self):
+        for s in self.states:
+            s.assign(tf.zeros_like(s))
+
+    def batches(self, epoch, skip):
+        return data.stream_chunks(self.train_rows, self.cfg.bptt).skip(skip)
+
+    def _nest(self, flat):
+        k = self.model.states_per_layer
+        return [list(flat[i:i + k]) for i in range(0, len(flat), k)]
+
+    def logits(self, x, training):
+        logits, new = self.model(x, self._nest([s.value() for s in self.states]), training=training)
+        for var, value in zip(self.states, [s for layer in new for s in layer]):
+            var.assign(value)
+        return logits
+
+    def evaluate(self, step):
+        saved = [s.numpy() for s in self.states]
+        self.start_epoch()
+        for x, y in data.stream_chunks(self.valid_rows, self.cfg.bptt):
+            step(x, y)
+        for var, value in zip(self.states, saved):
+            var.assign(value)
+
+
+class Trainer:
+    """The model, its optimizer and the compiled training and evaluation steps."""
+
+    def __init__(self, objective, vocab_size, cfg):
+        self.objective = objective
+        self.model = objective.build(vocab_size)
+        self.optimizer = make_optimizer(cfg)
+        self.optimizer.build(self.model.trainable_variables)
         self.train_metrics, self.eval_metrics = Metrics(), Metrics()
         # Batches done in this epoch, counted inside the compiled step: a Ctrl-C that lands
         # between the step and Python's bookkeeping cannot make the two disagree.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        spec = (tf.TensorSpec([None, cfg.window], tf.int32), tf.TensorSpec([None], tf.int32))
-        self.train_step = tf.function(self._train_step, input_signature=spec)
-        self.eval_step = tf.function(self._eval_step, input_signature=spec)
+        self.train_step = tf.function(self._train_step, reduce_retracing=True)
+        self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
 
     def _train_step(self, x, y):
         with tf.GradientTape() as tape:
-            logits = self.model(x, training=True)
-            loss = self.loss(y, logits)
+            logits = self.objective.logits(x, training=True)
+            loss = cross_entropy(y, logits)
         grads = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply(grads, self.model.trainable_variables)
         self.train_metrics.update(y, logits, loss)
@@ -94,13 +223,12 @@ class Trainer:
         return loss
 
     def _eval_step(self, x, y):
-        logits = self.model(x, training=False)
-        self.eval_metrics.update(y, logits, self.loss(y, logits))
+        logits = self.objective.logits(x, training=False)
+        self.eval_metrics.update(y, logits, cross_entropy(y, logits))
 
-    def evaluate(self, batches):
+    def evaluate(self):
         self.eval_metrics.reset()
-        for x, y in batches:
-            self.eval_step(x, y)
+        self.objective.evaluate(self.eval_step)
         return self.eval_metrics.result()
 
     def checkpoint(self, progress):
@@ -110,6 +238,7 @@ class Trainer:
             optimizer=[v.value for v in self.optimizer.variables],
             metrics=self.train_metrics.sums,
             step=self.step,
+            states=self.objective.state_variables(),
             progress=progress,
         )
 
@@ -163,22 +292,12 @@ def _train_locked(cfg, vocab, verbose, log):
     model_dir = Path(cfg.model_dir)
     state = model_dir / STATE
     files = find_files(cfg.corpus)
-    train_windows = data.window_dataset(files, vocab, cfg.window, "train", cfg.valid_fraction)
-    valid = data.batched(data.window_dataset(files, vocab, cfg.window, "valid", cfg.valid_fraction),
-                         cfg.batch_size)
-    n_train = data.count_batches(data.batched(train_windows, cfg.batch_size))
-    n_valid = data.count_batches(valid)
-    if n_train == 0 or n_valid == 0:
-        raise UsageError(
-            f"the corpus {cfg.corpus!r} is too small for windows of {cfg.window} words "
-            "plus a validation split (windows never cross files)")
-    log(f"{len(files)} file(s), vocabulary {len(vocab)}, "
-        f"{n_train} training and {n_valid} validation batches of {cfg.batch_size}")
+    objective = (StreamObjective if cfg.objective == "stream" else WindowObjective)(cfg, vocab, files)
+    log(f"{len(files)} file(s), vocabulary {len(vocab)}, {objective.describe}")
 
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(len(vocab), cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
-                        cfg.dropout, cfg.seed, cfg.peephole)
-    trainer = Trainer(model, cfg)
+    trainer = Trainer(objective, len(vocab), cfg)
+    model = trainer.model
     progress_var = tf.Variable(json.dumps(fresh_progress()), trainable=False)
     manager = tf.train.CheckpointManager(trainer.checkpoint(progress_var), str(state), max_to_keep=2)
     if manager.latest_checkpoint:
@@ -189,11 +308,15 @@ def _train_locked(cfg, vocab, verbose, log):
 
     def save():
         progress_var.assign(json.dumps(p))
-        manager.save()
+        try:
+            manager.save()
+        except tf.errors.OpError as e:
+            raise UsageError(f"cannot save the training state in {state}: {e.message}") from None
 
     best_weights = state / "best.weights.h5"
     writers = {split: tf.summary.create_file_writer(str(model_dir / "logs" / split))
                for split in ("train", "validation")}
+    n_train = objective.n_train
     try:
         while p["epoch"] < cfg.epochs and not p["done"]:
             epoch = p["epoch"]
@@ -202,34 +325,40 @@ def _train_locked(cfg, vocab, verbose, log):
             if verbose == 2:
                 print(f"Epoch {epoch + 1}/{cfg.epochs}")
             done = int(trainer.step.numpy())
+            started = time.perf_counter()
             if done == 0:
                 trainer.train_metrics.reset()
-            # The order of an epoch depends only on (seed, epoch): resuming skips what was done.
-            batches = data.batched(train_windows, cfg.batch_size, shuffle=True,
-                                   seed=cfg.seed * 100_003 + epoch).skip(done)
-            for x, y in batches:
+                objective.start_epoch()
+            seen = 0
+            for x, y in objective.batches(epoch, done):
                 trainer.train_step(x, y)
                 done += 1
+                seen += y.shape.num_elements()
                 if cfg.save_every and done % cfg.save_every == 0:
                     save()
                 if verbose == 1:
                     bar.update(done, list(trainer.train_metrics.result().items()))
+            seconds = time.perf_counter() - started
             logs = trainer.train_metrics.result()
-            logs.update({f"val_{k}": v for k, v in trainer.evaluate(valid).items()})
+            logs["seconds"] = seconds
+            logs["tokens_per_second"] = seen / max(seconds, 1e-9)  # predicted tokens
+            logs.update({f"val_{k}": v for k, v in trainer.evaluate().items()})
             logs["val_perplexity"] = math.exp(min(logs["val_loss"], 700))
+            logs["learning_rate"] = float(trainer.optimizer.learning_rate.numpy())
             bar.update(n_train, list(logs.items()), finalize=True)
             for key, value in logs.items():
                 p["history"].setdefault(key, []).append(float(value))
-            record_epoch(writers, epoch, logs, trainer.optimizer)
+            record_epoch(writers, epoch, logs)
             if logs["val_loss"] < p["best"]:
                 p["best"], p["wait"] = logs["val_loss"], 0
-                with atomic_path(best_weights) as tmp:
-                    keras_path = tmp.with_name(tmp.name + ".weights.h5")  # Keras wants the suffix
-                    model.save_weights(keras_path)
-                    keras_path.replace(tmp)
+                with atomic_path(best_weights, suffix=".weights.h5") as tmp:  # Keras wants the suffix
+                    model.save_weights(tmp)
             else:
+                # No better on held-out text: a smaller step often finds the way down again.
                 p["wait"] += 1
                 p["done"] = p["wait"] >= cfg.patience
+                lr = trainer.optimizer.learning_rate
+                lr.assign(lr / cfg.lr_decay)
             write_json(model_dir / "history.json", p["history"])
             with atomic_path(model_dir / "curves.png") as tmp:
                 tmp.write_bytes(plot.curves_png(p["history"]))
@@ -240,18 +369,17 @@ def _train_locked(cfg, vocab, verbose, log):
         save()
         log(f"\ninterrupted: state saved in {state}; `train --resume` continues")
         if best_weights.exists():
-            finish(trainer, cfg, vocab, valid, best_weights, p, log, complete=False)
+            finish(trainer, cfg, vocab, best_weights, p, log, complete=False)
         raise
-    return finish(trainer, cfg, vocab, valid, best_weights, p, log)
+    return finish(trainer, cfg, vocab, best_weights, p, log)
 
 
-def record_epoch(writers, epoch, logs, optimizer):
+def record_epoch(writers, epoch, logs):
     """TensorBoard scalars: loss, accuracy, top-5, perplexity and the learning rate."""
     with writers["train"].as_default():
-        for key in ("loss", "accuracy", "top5"):
+        for key in ("loss", "accuracy", "top5", "learning_rate"):
             tf.summary.scalar(key, logs[key], step=epoch + 1)
         tf.summary.scalar("perplexity", math.exp(min(logs["loss"], 700)), step=epoch + 1)
-        tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()), step=epoch + 1)
     with writers["validation"].as_default():
         for key in ("loss", "accuracy", "top5", "perplexity"):
             tf.summary.scalar(key, logs[f"val_{key}"], step=epoch + 1)
@@ -259,10 +387,10 @@ def record_epoch(writers, epoch, logs, optimizer):
         writer.flush()
 
 
-def finish(trainer, cfg, vocab, valid, best_weights, p, log, complete=True):
+def finish(trainer, cfg, vocab, best_weights, p, log, complete=True):
     """Evaluate the best weights on the held-out split and export them."""
     trainer.model.load_weights(best_weights)
-    results = trainer.evaluate(valid)
+    results = trainer.evaluate()
     metrics = {
         "loss": results["loss"],
         "perplexity": math.exp(min(results["loss"], 700)),
@@ -273,7 +401,7 @@ def finish(trainer, cfg, vocab, valid, best_weights, p, log, complete=True):
     config = dict(dataclasses.asdict(cfg), vocab_size=len(vocab), mode=vocab.mode,
                   vocab_sha256=vocab.meta["sha256"])
     export.export(trainer.model, cfg.vocab, cfg.model_dir, cfg.window, vocab.mode, cfg.top_k,
-                  extra_files={
+                  objective=cfg.objective, extra_files={
                       "config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
                       "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
                   })

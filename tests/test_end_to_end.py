@@ -151,7 +151,7 @@ def test_a_megabyte_of_text_uses_only_its_last_words(trained):
 def test_lstm_and_gru_stacks_learn_the_pattern(trained, tmp_path, arch_flags):
     model_dir = tmp_path / "lm"
     proc = run_cli("train", "--corpus", trained["glob"], "--vocab", trained["vocab"], "--model-dir",
-                   model_dir, *TRAIN_FLAGS, *arch_flags)
+                   model_dir, *TRAIN_FLAGS, *arch_flags, "--epochs", 12)
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((model_dir / "metrics.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())

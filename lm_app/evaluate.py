@@ -1,0 +1,132 @@
+"""Held-out evaluation of a trained model folder, streaming, by the standard definition.
+
+Perplexity is ``exp(mean NLL)`` over every predicted token, ``<eos>``
+included (as PyTorch's ``word_language_model`` reports it).  A stream model
+reads the corpus as one row in chunks, carrying its state, so every token but
+the first is predicted; a window model predicts every token that has a full
+window before it in its file.  Files are read through ``tf.data``, never held
+whole, so a corpus larger than memory works.
+"""
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from . import data, text
+from .atomic import read_json
+from .config import TrainConfig
+from .corpus import Vocabulary, find_files
+from .errors import UsageError
+from .models import StreamLM, build_model
+
+EVAL_CHUNK = 512  # tokens per call for stream models: long enough to keep the kernels busy
+
+
+def load_trained(model_dir):
+    """Rebuild the Keras model of a model folder from its config.json and best weights."""
+    model_dir = Path(model_dir)
+    config = read_json(model_dir / "config.json", "model settings")
+    known = set(TrainConfig.__dataclass_fields__)
+    cfg = TrainConfig(**{k: v for k, v in config.items() if k in known})
+    vocab = Vocabulary.load(model_dir / "vocab.txt")
+    if vocab.meta["sha256"] != config.get("vocab_sha256"):
+        raise UsageError(f"the vocabulary in {model_dir} is not the one its model was trained with")
+    weights = model_dir / "checkpoints" / "best.weights.h5"
+    if cfg.objective == "stream":
+        model = StreamLM(len(vocab), cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
+                         cfg.tied, cfg.seed, cfg.peephole)
+        model(tf.zeros([1, 1], tf.int32))
+    else:
+        model = build_model(len(vocab), cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
+                            cfg.dropout, cfg.seed, cfg.peephole)
+    try:
+        model.load_weights(weights)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot load the weights {weights}: {' '.join(str(e).split())[:200]}") from None
+    return model, cfg, vocab
+
+
+def stream_batches(files, vocab, chunk=EVAL_CHUNK):
+    """The corpus as one row: ``(x[1, n], y[1, n])`` chunks, ``y`` shifted by one token."""
+    table = data.lookup_table(vocab)
+    ids = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(
+        lambda path: data.file_ids(path, table, vocab.mode)).unbatch().batch(chunk)
+
+    def pair(prev_last, block):
+        joined = tf.concat([prev_last, block], axis=0)
+        return block[-1:], (joined[None, :-1], joined[None, 1:])
+
+    return ids.scan(tf.zeros([0], tf.int32), pair).filter(lambda x, y: tf.size(y) > 0)
+
+
+def evaluate(model_dir, corpus, pretokenized=None):
+    """Cross-entropy, perplexity, accuracy, top-5 and the share of ``<unk>`` over a corpus."""
+    model, cfg, vocab = load_trained(model_dir)
+    if pretokenized is not None and pretokenized != (vocab.mode == "pretokenized"):
+        raise UsageError(f"the model in {model_dir} was trained on "
+                         f"{'pretokenized' if vocab.mode == 'pretokenized' else 'plain'} text; "
+                         f"{'drop' if not pretokenized else 'add'} --pretokenized")
+    return score(model, cfg, vocab, find_files(corpus))
+
+
+def score(model, cfg, vocab, files, batch_size=256):
+    """The metrics of ``model`` over ``files`` (see the module docstring for which tokens count)."""
+    sums = np.zeros(4)  # nll, top1, top5, tokens
+    unk = 0
+
+    @tf.function(reduce_retracing=True)
+    def sum_up(logits, y):
+        y = tf.reshape(y, [-1])
+        logits = tf.reshape(logits, [tf.size(y), -1])
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+        return tf.stack([tf.reduce_sum(tf.cast(nll, tf.float64)),
+                         tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, 1), tf.float64)),
+                         tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, 5), tf.float64)),
+                         tf.cast(tf.size(y), tf.float64)]), tf.reduce_sum(tf.cast(y == text.UNK_ID, tf.int64))
+
+    start = time.perf_counter()
+    if cfg.objective == "stream":
+        step = tf.function(lambda x, states: model(x, states, training=False), reduce_retracing=True)
+        states = model.zero_states(1)
+        for x, y in stream_batches(files, vocab):
+            logits, states = step(x, states)
+            s, u = sum_up(logits, y)
+            sums += s.numpy()
+            unk += int(u)
+    else:
+        step = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        windows = data.batched(data.window_dataset(files, vocab, cfg.window, "all"), batch_size)
+        for x, y in windows:
+            s, u = sum_up(step(x), y)
+            sums += s.numpy()
+            unk += int(u)
+    seconds = time.perf_counter() - start
+    if sums[3] == 0:
+        raise UsageError(f"the corpus ({len(files)} file(s)) has no token to predict")
+    nll = sums[0] / sums[3]
+    return {
+        "tokens": int(sums[3]),
+        "cross_entropy": nll,
+        "perplexity": math.exp(min(nll, 700)),
+        "accuracy": sums[1] / sums[3],
+        "top5": sums[2] / sums[3],
+        "unk_share": unk / sums[3],
+        "tokens_per_second": sums[3] / max(seconds, 1e-9),
+        "objective": cfg.objective,
+    }
+
+
+def format_report(r):
+    return "\n".join([
+        f"tokens predicted  {r['tokens']:,}",
+        f"cross-entropy     {r['cross_entropy']:.4f} nats/token",
+        f"perplexity        {r['perplexity']:.2f}",
+        f"accuracy          {r['accuracy']:.2%}",
+        f"top-5 accuracy    {r['top5']:.2%}",
+        f"<unk> share       {r['unk_share']:.2%}",
+        f"speed             {r['tokens_per_second']:,.0f} tokens/s",
+    ])
+
+

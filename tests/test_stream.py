@@ -1,0 +1,130 @@
+"""The standard protocol: contiguous rows, bptt chunks, the state carried across them, and evaluate."""
+import collections
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lm_app import corpus, data, evaluate, text
+from lm_app.config import TrainConfig
+from lm_app.models import StreamLM
+from lm_app.train import train
+from tests.conftest import cycle_corpus, shared_file
+
+
+def test_rows_and_chunks_are_exactly_the_pytorch_recipe():
+    ids = np.arange(23, dtype=np.int32)
+    rows = data.batchify(ids, 4)  # 23 // 4 = 5 tokens a row, the last 3 dropped
+    np.testing.assert_array_equal(rows, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9],
+                                         [10, 11, 12, 13, 14], [15, 16, 17, 18, 19]])
+    chunks = [(x.numpy(), y.numpy()) for x, y in data.stream_chunks(rows, 3)]
+    assert len(chunks) == data.count_chunks(rows, 3) == 2
+    np.testing.assert_array_equal(chunks[0][0], rows[:, 0:3])
+    np.testing.assert_array_equal(chunks[0][1], rows[:, 1:4])
+    np.testing.assert_array_equal(chunks[1][0], rows[:, 3:4])  # the last chunk is shorter
+    np.testing.assert_array_equal(chunks[1][1], rows[:, 4:5])
+
+
+def test_stream_split_holds_out_contiguous_blocks():
+    ids = np.arange(1000)
+    train_ids, valid_ids = data.split_stream(ids, 0.2, cycles=10)
+    assert len(valid_ids) == 200 and len(train_ids) == 800
+    assert not set(train_ids) & set(valid_ids)
+    assert np.all(np.diff(valid_ids[:20]) == 1)  # blocks of 20 consecutive tokens
+
+
+def test_token_ids_end_lines_with_eos_in_pretokenized_mode(tmp_path):
+    (tmp_path / "a.txt").write_text("x y\nz\n", encoding="utf-8")
+    vocab = corpus.build_vocabulary(str(tmp_path / "a.txt"), min_count=0, mode="pretokenized")
+    ids = data.token_ids([str(tmp_path / "a.txt")], vocab)
+    assert [vocab.tokens[i] for i in ids] == ["x", "y", "<eos>", "z", "<eos>"]
+
+
+@pytest.fixture(scope="module")
+def stream_model(tmp_path_factory):
+    """A small stream LSTM trained on the cycle corpus with 3-token chunks."""
+    work = tmp_path_factory.mktemp("stream")
+    glob = str(cycle_corpus(work / "corpus", repeats=40) / "*.txt")
+    vocab = corpus.build_vocabulary(glob, min_count=3)
+    vocab.save(work / "vocab.txt")
+    cfg = TrainConfig(corpus=glob, vocab=str(work / "vocab.txt"), model_dir=str(work / "lm"),
+                      objective="stream", arch="lstm", bptt=3, batch_size=4, embedding=16, hidden=32,
+                      layers=1, epochs=6, learning_rate=0.02, seed=3, patience=10)
+    metrics = train(cfg, verbose=0, log=lambda *a: None)
+    return work, cfg, metrics
+
+
+def test_the_state_really_carries_across_chunks(stream_model):
+    """With 3-token chunks, only a carried state can tell which 'the' it is reading."""
+    work, cfg, metrics = stream_model
+    assert metrics["accuracy"] >= 0.95, metrics
+    model, _, vocab = evaluate.load_trained(work / "lm")
+    ids = data.token_ids(corpus.find_files(cfg.corpus), vocab)[:600]
+
+    def accuracy(reset_every):
+        states, hits = model.zero_states(1), []
+        for start in range(0, len(ids) - 1, reset_every):
+            if reset_every == 3:
+                states = model.zero_states(1)
+            x = ids[None, start:start + reset_every]
+            y = ids[start + 1:start + 1 + reset_every]
+            logits, states = model(tf.constant(x[:, :len(y)]), states)
+            hits.extend(np.argmax(logits[0], -1) == y)
+        return np.mean(hits)
+
+    assert accuracy(reset_every=600) >= 0.95
+    assert accuracy(reset_every=3) < 0.85  # the same model, its memory cut at every chunk
+
+
+def test_evaluate_perplexity_is_exp_of_the_mean_nll(stream_model, tmp_path):
+    work, cfg, _ = stream_model
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("the cat sat on the mat and the zebra ran to the park\n" * 3, encoding="utf-8")
+    report = evaluate.evaluate(work / "lm", str(heldout))
+    model, _, vocab = evaluate.load_trained(work / "lm")
+    ids = np.array(vocab.ids(text.tokenize(heldout.read_text())), np.int32)
+    logits, _ = model(tf.constant(ids[None, :-1]))
+    log_probs = tf.nn.log_softmax(logits[0]).numpy().astype(np.float64)
+    nll = -log_probs[np.arange(len(ids) - 1), ids[1:]].mean()
+    assert report["tokens"] == len(ids) - 1
+    assert report["cross_entropy"] == pytest.approx(nll, rel=1e-4)
+    assert report["perplexity"] == pytest.approx(np.exp(nll), rel=1e-4)
+    assert report["unk_share"] == pytest.approx(np.mean(ids[1:] == text.UNK_ID))
+
+
+def test_evaluate_a_window_model_by_hand(tmp_path):
+    glob = str(cycle_corpus(tmp_path / "corpus", repeats=10) / "*.txt")
+    vocab = corpus.build_vocabulary(glob, min_count=3)
+    vocab.save(tmp_path / "vocab.txt")
+    cfg = TrainConfig(corpus=glob, vocab=str(tmp_path / "vocab.txt"), model_dir=str(tmp_path / "lm"),
+                      embedding=8, hidden=8, epochs=1, batch_size=32)
+    train(cfg, verbose=0, log=lambda *a: None)
+    heldout = tmp_path / "h.txt"
+    heldout.write_text("the dog ran to the park while the bird sang over", encoding="utf-8")
+    report = evaluate.evaluate(tmp_path / "lm", str(heldout))
+    model, _, _ = evaluate.load_trained(tmp_path / "lm")
+    ids = np.array(vocab.ids(text.tokenize(heldout.read_text())), np.int32)
+    windows = np.stack([ids[i:i + 5] for i in range(len(ids) - 5)])
+    log_probs = tf.nn.log_softmax(model(tf.constant(windows))).numpy().astype(np.float64)
+    nll = -log_probs[np.arange(len(windows)), ids[5:]].mean()
+    assert report["tokens"] == len(ids) - 5
+    assert report["perplexity"] == pytest.approx(np.exp(nll), rel=1e-4)
+
+
+def test_a_few_steps_on_ptb_lower_the_test_perplexity(tmp_path):
+    valid, test = shared_file("ptb", "ptb.valid.txt"), shared_file("ptb", "ptb.test.txt")
+    vocab = corpus.build_vocabulary(str(valid), min_count=0, mode="pretokenized")
+    vocab.save(tmp_path / "vocab.txt")
+    cfg = TrainConfig(corpus=str(valid), vocab=str(tmp_path / "vocab.txt"),
+                      model_dir=str(tmp_path / "lm"), objective="stream", arch="lstm", bptt=35,
+                      batch_size=32, embedding=32, hidden=32, layers=1, epochs=1,
+                      optimizer="sgd", learning_rate=10.0, clip_norm=0.25, seed=1)
+    train(cfg, verbose=0, log=lambda *a: None)
+    untrained = StreamLM(len(vocab), "lstm", 32, 32, 1, 0.0, seed=1)
+    untrained(tf.zeros([1, 1], tf.int32))
+    before = evaluate.score(untrained, dataclasses.replace(cfg), vocab, [str(test)])
+    after = evaluate.evaluate(tmp_path / "lm", str(test), pretokenized=True)
+    assert after["tokens"] == before["tokens"] > 80_000
+    assert after["perplexity"] < 0.5 * before["perplexity"], (before, after)
+    assert after["unk_share"] > 0.02  # PTB's own <unk> tokens are kept, not renamed
