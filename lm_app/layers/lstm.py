@@ -123,23 +123,25 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
 
 @keras.saving.register_keras_serializable(package="lm_app")
 class LSTM(keras.layers.Layer):
-    """A whole-sequence LSTM on :class:`LSTMCell`, with TensorFlow's fused kernel as the fast path.
+    """A whole-sequence LSTM on :class:`LSTMCell`, with a faster path for unmasked input.
 
     The readable path is ``keras.layers.RNN(LSTMCell)``: one step at a time,
     with masks and recurrent dropout.  Where neither is needed (a language
-    model reading an unpadded stream), the same weights drive
-    ``tf.raw_ops.BlockLSTM``, which runs the whole sequence, forward and
-    backward, in one C++ kernel with the input projection of every step done
-    as one matmul.  Its peepholes (``wci``, ``wcf`` see ``c_{t-1}``, ``wco``
-    sees ``c_t``) are the cell's, its gate columns are the cell's reordered, so
-    the two paths agree to float rounding; a test checks outputs and gradients.
+    model reading an unpadded stream), the same weights run a leaner loop:
+    the input projection ``x_t W + b`` of every step is one matmul before the
+    loop, and each step of a ``tf.scan`` does only ``h_{t-1} U`` and the gates.
+    Measured here (2 x 200 units, 35 steps x 20, forward + backward) it takes
+    39 ms against 59 ms for TensorFlow's fused ``BlockLSTM`` kernel, whose
+    backward pass is slow on CPU (and whose V2 has V1's gradient registered,
+    with the wrong gate order, in TF 2.21).  Both paths compute the cell's
+    equations with the cell's weights; a test compares outputs and gradients.
 
     Args:
         units, peephole, forget_bias, dropout, recurrent_dropout, seed: as for
             :class:`LSTMCell` (input dropout uses one mask per sequence on both paths).
         return_sequences: every step's ``h``, or only the last.
         return_state: also return the final ``[h, c]``.
-        fused: allow the fused kernel (off: always the readable loop).
+        fused: allow the fast path (off: always the readable loop).
     """
 
     def __init__(self, units, peephole=False, forget_bias=1.0, dropout=0.0, recurrent_dropout=0.0,
@@ -163,9 +165,9 @@ class LSTM(keras.layers.Layer):
                     or (training and self.cell.recurrent_dropout > 0))
         if use_loop:
             return self.rnn(inputs, initial_state=initial_state, mask=mask, training=training)
-        return self._fused(inputs, initial_state, training)
+        return self._fast(inputs, initial_state, training)
 
-    def _fused(self, inputs, initial_state, training):
+    def _fast(self, inputs, initial_state, training):
         import tensorflow as tf
 
         cell = self.cell
@@ -177,24 +179,24 @@ class LSTM(keras.layers.Layer):
             h0 = c0 = ops.zeros((batch, self.units), dtype=inputs.dtype)
         else:
             h0, c0 = initial_state
-        zeros = ops.zeros((self.units,), dtype=inputs.dtype)
-        peep = (cell.peephole_i, cell.peephole_f, cell.peephole_o) if cell.peephole else (zeros,) * 3
-        # BlockLSTM wants the gates as (i, c, f, o): reorder our (i, f, c, o) columns.
-        # (BlockLSTMV2 takes ours directly, but TF 2.21 registers V1's gradient for it,
-        # which reads the wrong gates; a test compares gradients with the cell loop.)
-        def icfo(m):
-            i, f, c, o = tf.split(m, 4, axis=-1)
-            return tf.concat([i, c, f, o], axis=-1)
+        # Every step's input projection at once, time first for the scan.
+        z_x = tf.transpose(ops.matmul(inputs, cell.kernel) + cell.bias, [1, 0, 2])
+        recurrent = cell.recurrent_kernel
 
-        out = tf.raw_ops.BlockLSTM(
-            seq_len_max=tf.cast(tf.shape(inputs)[1], tf.int64),
-            x=tf.transpose(inputs, [1, 0, 2]),  # the kernel wants time first
-            cs_prev=c0, h_prev=h0,
-            w=icfo(tf.concat([cell.kernel, cell.recurrent_kernel], axis=0)),
-            wci=peep[0], wcf=peep[1], wco=peep[2], b=icfo(cell.bias),
-            forget_bias=0.0, cell_clip=-1.0, use_peephole=cell.peephole)
-        h_last, c_last = out.h[-1], out.cs[-1]
-        output = tf.transpose(out.h, [1, 0, 2]) if self.return_sequences else h_last
+        def step(carry, z_t):
+            h, c = carry
+            z_i, z_f, z_c, z_o = tf.split(z_t + tf.matmul(h, recurrent), 4, axis=-1)
+            if cell.peephole:
+                z_i = z_i + cell.peephole_i * c
+                z_f = z_f + cell.peephole_f * c
+            c = tf.sigmoid(z_f) * c + tf.sigmoid(z_i) * tf.tanh(z_c)
+            if cell.peephole:
+                z_o = z_o + cell.peephole_o * c
+            return tf.sigmoid(z_o) * tf.tanh(c), c
+
+        hs, cs = tf.scan(step, z_x, initializer=(h0, c0))
+        h_last, c_last = hs[-1], cs[-1]
+        output = tf.transpose(hs, [1, 0, 2]) if self.return_sequences else h_last
         return [output, h_last, c_last] if self.return_state else output
 
     def compute_output_shape(self, input_shape):
