@@ -137,10 +137,45 @@ def cmd_predict(args):
     from . import predict
 
     result = predict.predict(predict.load(args.model_dir), [args.text], args.top_k)[0]
+    if args.show_attention:
+        if "attention" not in result:
+            raise UsageError("this model has no attention (train it with --arch attention or seq2seq)")
+        from .atomic import atomic_path
+
+        with atomic_path(args.attention_png) as tmp:
+            tmp.write_bytes(predict.attention_png(result))
     if args.json:
-        print(json.dumps({k: result[k] for k in ("input", "context", "prediction", "top_k")}))
+        keys = ("input", "context", "prediction", "top_k", "continuation", "log_prob")
+        if args.show_attention:
+            keys += ("attention",)
+        print(json.dumps({k: result[k] for k in keys if k in result}))
     else:
-        print(predict.format_result(result))
+        print(predict.format_result(result, args.show_attention))
+    if args.show_attention:
+        print(f"wrote the attention heat map to {args.attention_png}", file=sys.stderr)
+
+
+def cmd_generate(args):
+    if args.text == "-":
+        args.text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    if not args.text.strip():
+        raise UsageError("the text to continue is empty")
+    if args.temperature < 0:
+        raise UsageError("--temperature must be 0 or more")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UsageError("--top-p must be in (0, 1]")
+    import_tensorflow()
+    from .generate import Generator
+
+    result = Generator(args.model_dir).generate(
+        args.text, args.words, temperature=args.temperature, top_k=args.top_k,
+        top_p=args.top_p if args.top_p is not None else 1.0, beam=args.beam, seed=args.seed,
+        greedy=args.greedy)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.text.strip()} {result['continuation']}")
+        print(f"(log-probability {result['log_prob']:.2f})", file=sys.stderr)
 
 
 def cmd_evaluate(args):
@@ -182,8 +217,17 @@ def make_parser():
     p.add_argument("--corpus", default=defaults.corpus, help="glob of text files (default: %(default)s)")
     p.add_argument("--vocab", default=defaults.vocab, help="vocabulary from build-dict (default: %(default)s)")
     p.add_argument("--model-dir", default=defaults.model_dir, help="output folder (default: %(default)s)")
-    p.add_argument("--arch", default=defaults.arch, choices=("rnn", "lstm", "gru"),
-                   help="recurrent cell: simple RNN, LSTM or GRU (default: %(default)s)")
+    p.add_argument("--arch", default=defaults.arch,
+                   choices=("rnn", "lstm", "gru", "attention", "seq2seq"),
+                   help="simple RNN, LSTM or GRU layers; attention: the last state attends over "
+                   "the window; seq2seq: an encoder-decoder writing the next --target-len words "
+                   "(default: %(default)s)")
+    p.add_argument("--cell", default=defaults.cell, choices=("rnn", "lstm", "gru"),
+                   help="the cell of --arch attention and seq2seq (default: %(default)s)")
+    p.add_argument("--score", default=defaults.score, choices=("general", "additive", "dot"),
+                   help="attention score: Luong general or dot, Bahdanau additive (default: %(default)s)")
+    p.add_argument("--target-len", type=positive_int, default=defaults.target_len,
+                   help="words the seq2seq decoder writes (default: %(default)s)")
     p.add_argument("--peephole", action="store_true",
                    help="LSTM peephole connections: the gates also see the cell state")
     p.add_argument("--bidirectional", action="store_true",
@@ -256,7 +300,33 @@ def make_parser():
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
     p.add_argument("--top-k", type=positive_int, default=5, help="words to list (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--show-attention", action="store_true",
+                   help="print each context word's attention weight and write a PNG heat map "
+                   "(--arch attention and seq2seq models)")
+    p.add_argument("--attention-png", default="attention.png",
+                   help="where --show-attention writes its heat map (default: %(default)s)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("generate", help="continue a text word by word",
+                       description="Continue TEXT from the exported SavedModel alone: each chosen "
+                       "word is fed back (the seq2seq decoder for seq2seq models). Sampling is "
+                       "reproducible with --seed; --greedy, --temperature 0, --top-k 1 and --beam 1 "
+                       "all take the most likely word.")
+    p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
+    p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
+    p.add_argument("--words", type=positive_int, default=10, help="words to add (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="below 1 sharper, above 1 flatter, 0 greedy (default: %(default)s)")
+    p.add_argument("--top-k", type=non_negative_int, default=0,
+                   help="sample among the k most likely words only, 0 = all (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="sample among the fewest most likely words whose probability reaches p")
+    p.add_argument("--beam", type=non_negative_int, default=0,
+                   help="beam search with this many hypotheses instead of sampling")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely word")
+    p.add_argument("--seed", type=int, default=None, help="seed of the sampling")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

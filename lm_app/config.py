@@ -10,6 +10,9 @@ class TrainConfig:
     vocab: str = "saved_models/vocab.txt"
     model_dir: str = "saved_models/lm"
     arch: str = "rnn"
+    cell: str = "gru"
+    score: str = "general"
+    target_len: int = 3
     objective: str = "window"
     valid_corpus: str = ""
     window: int = 5

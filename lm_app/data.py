@@ -64,10 +64,11 @@ def default_block(files, window, period):
     return int(max(8 * window, min(10_000, estimate_words(files) // (10 * period))))
 
 
-def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.2, block=None):
+def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.2, block=None, targets=1):
     """Unbatched ``(ids[window], next_id)`` pairs of one split, in corpus order.
 
-    ``split`` is ``"train"``, ``"valid"`` or ``"all"``.
+    ``split`` is ``"train"``, ``"valid"`` or ``"all"``.  With ``targets`` > 1 the
+    label is the next ``targets`` ids (for the seq2seq model).
     """
     if window <= 0:
         raise UsageError("--window must be positive")
@@ -76,11 +77,12 @@ def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.2, bl
     period = round(1 / valid_fraction) if valid_fraction > 0 else 0
     if valid_fraction > 0 and period < 2:
         raise UsageError("--valid-fraction must be at most 0.5")
-    block = block or default_block(files, window, max(period, 1))
+    span = window + targets - 1  # a window and its labels cover span + 1 tokens
+    block = block or default_block(files, span, max(period, 1))
     table = lookup_table(vocab)
 
     ds = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(
-        lambda path: file_windows(path, table, vocab.mode, window))
+        lambda path: file_windows(path, table, vocab.mode, span))
 
     if split != "all" and period:
         def number(count, windows):
@@ -90,14 +92,16 @@ def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.2, bl
         def select(index, windows):
             part = (index // block) % period
             in_valid = part == period - 1
-            at_edge = (index % block < window) & (in_valid | (part == 0))
+            at_edge = (index % block < span) & (in_valid | (part == 0))
             wanted = in_valid if split == "valid" else ~in_valid
             return tf.boolean_mask(windows, wanted & ~at_edge)
 
         ds = ds.scan(tf.constant(0, tf.int64), number).map(select)
     elif split == "valid":
         ds = ds.take(0)
-    return ds.unbatch().map(lambda w: (w[:window], w[window]))
+    if targets == 1:
+        return ds.unbatch().map(lambda w: (w[:window], w[window]))
+    return ds.unbatch().map(lambda w: (w[:window], w[window:]))
 
 
 def batched(ds, batch_size, shuffle=False, seed=None, shuffle_buffer=10_000):

@@ -19,7 +19,7 @@ from .atomic import read_json
 from .config import TrainConfig
 from .corpus import Vocabulary, find_files
 from .errors import UsageError
-from .models import StreamLM, build_model
+from .models import StreamLM, window_model
 
 EVAL_CHUNK = 512  # tokens per call for stream models: long enough to keep the kernels busy
 
@@ -39,8 +39,7 @@ def load_trained(model_dir):
                          cfg.tied, cfg.seed, cfg.peephole)
         model(tf.zeros([1, 1], tf.int32))
     else:
-        model = build_model(len(vocab), cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
-                            cfg.dropout, cfg.seed, cfg.peephole)
+        model = window_model(cfg, len(vocab))
     try:
         model.load_weights(weights)
     except (OSError, ValueError) as e:
@@ -64,6 +63,9 @@ def stream_batches(files, vocab, chunk=EVAL_CHUNK):
 def evaluate(model_dir, corpus, pretokenized=None):
     """Cross-entropy, perplexity, accuracy, top-5 and the share of ``<unk>`` over a corpus."""
     model, cfg, vocab = load_trained(model_dir)
+    if cfg.arch == "seq2seq":
+        raise UsageError("evaluate scores next-word models; a seq2seq model's held-out scores "
+                         "are in its metrics.json")
     if pretokenized is not None and pretokenized != (vocab.mode == "pretokenized"):
         raise UsageError(f"the model in {model_dir} was trained on "
                          f"{'pretokenized' if vocab.mode == 'pretokenized' else 'plain'} text; "

@@ -83,22 +83,93 @@ class NextWordModule(tf.Module):
         last = tf.maximum(ids.row_lengths() - 1, 0)
         return tf.gather(logits, last, batch_dims=1)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def serve(self, text_in):
-        ids = self.token_ids(text_in)
-        probabilities = tf.nn.softmax(self.next_word_logits(ids), axis=-1)
+    def top_k(self, logits):
+        probabilities = tf.nn.softmax(logits, axis=-1)
         # <pad> is never a next word; zero it so it cannot appear in the top k.
         not_pad = tf.one_hot(text.PAD_ID, tf.shape(probabilities)[-1], on_value=0.0, off_value=1.0)
         probs, top = tf.math.top_k(probabilities * not_pad, k=self.k)
-        return {
-            "words": self.id_to_word.lookup(tf.cast(top, tf.int64)),
-            "probs": probs,
-            "context": self.id_to_word.lookup(self.left_padded(ids, self.window)),
-            "probabilities": probabilities,
+        return {"words": self.id_to_word.lookup(tf.cast(top, tf.int64)), "probs": probs,
+                "probabilities": probabilities}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text_in):
+        ids = self.token_ids(text_in)
+        context = self.left_padded(ids, self.window)
+        out = {"context": self.id_to_word.lookup(context)}
+        if hasattr(self.model, "attend"):  # --arch attention: say which words it looked at
+            logits, out["attention"] = self.model.attend(tf.cast(context, tf.int32))
+        else:
+            logits = self.next_word_logits(ids)
+        out.update(self.top_k(logits))
+        return out
+
+
+class Seq2SeqModule(NextWordModule):
+    """The encoder-decoder: decodes ``target_len`` words greedily inside the graph.
+
+    ``serving_default`` returns the ``continuation`` (words joined by spaces),
+    its ``log_prob``, the attention ``weights`` (generated x context words) and
+    the first word's top k like the other models.  ``next_log_probs`` scores
+    any partial continuation, so ``generate`` can sample or beam-search with
+    the same decoder.
+    """
+
+    def __init__(self, model, vocab_file, window, mode, k=10, target_len=3):
+        super().__init__(model, vocab_file, window, mode, k, "window")
+        self.target_len = target_len
+
+    def encode(self, texts):
+        ids = self.left_padded(self.token_ids(texts), self.window)
+        outputs, states, mask = self.model.encode(tf.cast(ids, tf.int32))
+        return ids, outputs, states, mask
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text_in):
+        ids, outputs, states, mask = self.encode(text_in)
+        decoder = self.model.decoder
+        batch = tf.shape(ids)[0]
+        previous = tf.cast(ids[:, -1], tf.int32)
+        context = decoder.initial_context(outputs)
+        words = tf.TensorArray(tf.int32, size=self.target_len)
+        attention = tf.TensorArray(tf.float32, size=self.target_len)
+        log_prob = tf.zeros([batch])
+        first_logits = tf.zeros([batch, self.vocab_size])
+        for t in tf.range(self.target_len):  # autograph: a tf.while_loop, core ops only
+            tf.autograph.experimental.set_loop_options(
+                shape_invariants=[(first_logits, tf.TensorShape([None, None]))])
+            logits, states, context, weights = decoder.step(previous, states, context, outputs, mask)
+            logits = logits + tf.one_hot(text.PAD_ID, self.vocab_size, on_value=-1e9, off_value=0.0)
+            if t == 0:
+                first_logits = logits
+            chosen = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            log_prob += tf.gather(tf.nn.log_softmax(logits), chosen, batch_dims=1)
+            words = words.write(t, chosen)
+            attention = attention.write(t, weights)
+            previous = chosen
+        chosen = tf.transpose(words.stack())
+        strings = self.id_to_word.lookup(tf.cast(chosen, tf.int64))
+        out = {
+            "continuation": tf.strings.reduce_join(strings, axis=-1, separator=" "),
+            "log_prob": log_prob,
+            "attention": tf.transpose(attention.stack(), [1, 0, 2]),
+            "context": self.id_to_word.lookup(ids),
         }
+        out.update(self.top_k(first_logits))
+        return out
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                  tf.TensorSpec([None, None], tf.string, name="prefix")])
+    def next_log_probs(self, text_in, prefix):
+        """Log-probabilities of the word after ``prefix`` (words already decoded) for each text."""
+        ids, outputs, states, mask = self.encode(text_in)
+        prefix_ids = tf.cast(self.word_to_id.lookup(prefix), tf.int32)
+        decoder_in = tf.concat([tf.cast(ids[:, -1:], tf.int32), prefix_ids], axis=1)
+        logits, _ = self.model.decoder(decoder_in, states, outputs, mask)
+        return {"log_probs": tf.nn.log_softmax(logits[:, -1])}
 
 
-def export(model, vocab_file, model_dir, window, mode, k=10, objective="window", extra_files=None):
+def export(model, vocab_file, model_dir, window, mode, k=10, objective="window", extra_files=None,
+           target_len=None):
     """Write the SavedModel atomically into ``model_dir``.
 
     The vocabulary files are copied beside it too, so ``evaluate`` and
@@ -108,7 +179,10 @@ def export(model, vocab_file, model_dir, window, mode, k=10, objective="window",
     maps names to bytes written beside the model.
     """
     model_dir = Path(model_dir)
-    module = NextWordModule(model, vocab_file, window, mode, k, objective)
+    if target_len:
+        module = Seq2SeqModule(model, vocab_file, window, mode, k, target_len)
+    else:
+        module = NextWordModule(model, vocab_file, window, mode, k, objective)
     extra = dict(extra_files or {})
     for source in (Path(vocab_file), meta_path(vocab_file)):
         extra["vocab" + source.suffix] = source.read_bytes()
@@ -121,7 +195,10 @@ def export(model, vocab_file, model_dir, window, mode, k=10, objective="window",
 
 def _write(module, model_dir, extra_files):
     with atomic_path(model_dir, directory=True) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        signatures = {"serving_default": module.serve}
+        if isinstance(module, Seq2SeqModule):
+            signatures["next_log_probs"] = module.next_log_probs
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
         if model_dir.is_dir():

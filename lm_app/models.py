@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from .errors import UsageError
-from .layers import LSTM, GRUCell, LSTMCell, SimpleRNNCell
+from .layers import LSTM, Attention, Decoder, Encoder, GRUCell, LSTMCell, SimpleRNNCell, padding_mask
 
 CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
 
@@ -124,3 +124,82 @@ class StreamLM(keras.Model):
             new_states.append(state)
             x = self.drop(x, training=training)
         return self.head(x), new_states
+
+
+class AttentionLM(keras.Model):
+    """``--arch attention``: the window's last state attends over all its states.
+
+        s_1..s_T = RNN(embed(x_1..x_T)),   c, a = attention(s_T, s_1..s_T),   logits = [s_T; c] W + b
+
+    A plain recurrent model must squeeze the whole window into ``s_T``; here the
+    prediction can reach back to any earlier word directly (``a`` says which).
+    Padded positions get exactly zero weight.
+    """
+
+    def __init__(self, vocab_size, arch="gru", embedding=64, hidden=128, score="general",
+                 dropout=0.0, seed=None, peephole=False, **kwargs):
+        super().__init__(**kwargs)
+        check_sizes(embedding, hidden, 1, dropout)
+        self.embed = keras.layers.Embedding(vocab_size, embedding, mask_zero=True, name="embedding")
+        self.rnn = recurrent_layer(arch, hidden, dropout, seed, peephole, return_sequences=True,
+                                   return_state=True, name=f"{arch}_1")
+        self.attention = Attention(score, name="attention")
+        self.drop = keras.layers.Dropout(dropout, seed=seed)
+        self.head = keras.layers.Dense(vocab_size, name="logits")
+
+    def attend(self, ids, training=False):
+        """Logits of the next word and the attention weights over the window."""
+        mask = ops.not_equal(ids, 0)
+        states, last, *_ = self.rnn(self.embed(ids), mask=mask, training=training)
+        context, weights = self.attention(last, states, mask=mask)
+        features = self.drop(ops.concatenate([last, context], axis=-1), training=training)
+        return self.head(features), weights
+
+    def call(self, ids, training=False):
+        return self.attend(ids, training=training)[0]
+
+
+class Seq2SeqLM(keras.Model):
+    """``--arch seq2seq``: an encoder reads the window, an attentive decoder writes the next words.
+
+    Trained with teacher forcing: the decoder's first input is the window's
+    last word, then each true next word.  ``Decoder.step`` decodes the same way
+    one word at a time, feeding back its own choice.
+    """
+
+    def __init__(self, vocab_size, arch="gru", embedding=64, hidden=128, score="general", **kwargs):
+        super().__init__(**kwargs)
+        check_sizes(embedding, hidden, 1, 0.0)
+        if arch not in CELLS:
+            raise UsageError(f"unknown cell {arch!r} for seq2seq")
+        self.encoder = Encoder(vocab_size, embedding, hidden, cell=arch, name="encoder")
+        self.decoder = Decoder(vocab_size, embedding, hidden, cell=arch, score=score, name="decoder")
+
+    def decoder_inputs(self, ids, targets):
+        """``[last context word, y_1 .. y_{N-1}]``: what teacher forcing feeds the decoder."""
+        return ops.concatenate([ids[:, -1:], targets[:, :-1]], axis=1)
+
+    def encode(self, ids, training=False):
+        outputs, states = self.encoder(ids, training=training)
+        return outputs, states, padding_mask(ids)
+
+    def call(self, inputs, training=False):
+        ids, decoder_in = inputs
+        outputs, states, mask = self.encode(ids, training)
+        logits, _ = self.decoder(decoder_in, states, outputs, mask, training=training)
+        return logits
+
+
+def window_model(cfg, vocab_size):
+    """The model of a windowed run, by ``cfg.arch``."""
+    if cfg.arch == "attention":
+        model = AttentionLM(vocab_size, cfg.cell, cfg.embedding, cfg.hidden, cfg.score, cfg.dropout,
+                            cfg.seed, cfg.peephole)
+        model(ops.zeros((1, cfg.window), dtype="int32"))
+    elif cfg.arch == "seq2seq":
+        model = Seq2SeqLM(vocab_size, cfg.cell, cfg.embedding, cfg.hidden, cfg.score)
+        model((ops.zeros((1, cfg.window), dtype="int32"), ops.zeros((1, cfg.target_len), dtype="int32")))
+    else:
+        model = build_model(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
+                            cfg.seed, cfg.peephole)
+    return model

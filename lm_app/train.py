@@ -39,7 +39,7 @@ from .atomic import FolderLock, atomic_path, read_json, write_json
 from .config import TrainConfig
 from .corpus import Vocabulary, find_files
 from .errors import UsageError
-from .models import StreamLM, build_model
+from .models import StreamLM, window_model
 
 STATE = "checkpoints"
 
@@ -58,6 +58,10 @@ def check_config(cfg):
         raise UsageError("--valid-fraction must be in (0, 0.5]")
     if cfg.objective not in ("window", "stream"):
         raise UsageError("--objective must be window or stream")
+    if cfg.objective == "stream" and cfg.arch in ("attention", "seq2seq"):
+        raise UsageError(f"--arch {cfg.arch} reads windows: use --objective window")
+    if cfg.target_len <= 0:
+        raise UsageError("--target-len must be positive")
     if cfg.optimizer not in ("adam", "sgd"):
         raise UsageError("--optimizer must be adam or sgd")
 
@@ -97,13 +101,16 @@ def cross_entropy(labels, logits):
 
 
 class WindowObjective:
-    """Shuffled windows of ``cfg.window`` words; each predicts the word after it."""
+    """Shuffled windows of ``cfg.window`` words; each predicts the word after it (seq2seq: the next ``target_len``)."""
 
     def __init__(self, cfg, vocab, files):
         self.cfg = cfg
-        self.train_windows = data.window_dataset(files, vocab, cfg.window, "train", cfg.valid_fraction)
+        targets = cfg.target_len if cfg.arch == "seq2seq" else 1
+        self.train_windows = data.window_dataset(files, vocab, cfg.window, "train", cfg.valid_fraction,
+                                                 targets=targets)
         self.valid = data.batched(
-            data.window_dataset(files, vocab, cfg.window, "valid", cfg.valid_fraction), cfg.batch_size)
+            data.window_dataset(files, vocab, cfg.window, "valid", cfg.valid_fraction, targets=targets),
+            cfg.batch_size)
         self.n_train = data.count_batches(data.batched(self.train_windows, cfg.batch_size))
         self.n_valid = data.count_batches(self.valid)
         if self.n_train == 0 or self.n_valid == 0:
@@ -114,9 +121,7 @@ class WindowObjective:
                          f"{cfg.batch_size} windows")
 
     def build(self, vocab_size):
-        cfg = self.cfg
-        self.model = build_model(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
-                                 cfg.dropout, cfg.seed, cfg.peephole)
+        self.model = window_model(self.cfg, vocab_size)
         return self.model
 
     def state_variables(self):
@@ -130,7 +135,9 @@ class WindowObjective:
         return data.batched(self.train_windows, self.cfg.batch_size, shuffle=True,
                             seed=self.cfg.seed * 100_003 + epoch).skip(skip)
 
-    def logits(self, x, training):
+    def logits(self, x, y, training):
+        if self.cfg.arch == "seq2seq":  # teacher forcing: the decoder reads the true words
+            return self.model((x, self.model.decoder_inputs(x, y)), training=training)
         return self.model(x, training=training)
 
     def evaluate(self, step):
@@ -182,7 +189,7 @@ class StreamObjective:
         k = self.model.states_per_layer
         return [list(flat[i:i + k]) for i in range(0, len(flat), k)]
 
-    def logits(self, x, training):
+    def logits(self, x, y, training):
         logits, new = self.model(x, self._nest([s.value() for s in self.states]), training=training)
         for var, value in zip(self.states, [s for layer in new for s in layer]):
             var.assign(value)
@@ -214,7 +221,7 @@ class Trainer:
 
     def _train_step(self, x, y):
         with tf.GradientTape() as tape:
-            logits = self.objective.logits(x, training=True)
+            logits = self.objective.logits(x, y, training=True)
             loss = cross_entropy(y, logits)
         grads = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply(grads, self.model.trainable_variables)
@@ -223,7 +230,7 @@ class Trainer:
         return loss
 
     def _eval_step(self, x, y):
-        logits = self.objective.logits(x, training=False)
+        logits = self.objective.logits(x, y, training=False)
         self.eval_metrics.update(y, logits, cross_entropy(y, logits))
 
     def evaluate(self):
@@ -401,7 +408,8 @@ def finish(trainer, cfg, vocab, best_weights, p, log, complete=True):
     config = dict(dataclasses.asdict(cfg), vocab_size=len(vocab), mode=vocab.mode,
                   vocab_sha256=vocab.meta["sha256"])
     export.export(trainer.model, cfg.vocab, cfg.model_dir, cfg.window, vocab.mode, cfg.top_k,
-                  objective=cfg.objective, extra_files={
+                  objective=cfg.objective, target_len=cfg.target_len if cfg.arch == "seq2seq" else None,
+                  extra_files={
                       "config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
                       "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
                   })

@@ -1,0 +1,74 @@
+"""Continuing a text word by word from an exported SavedModel alone (no training code imported).
+
+Every model is decoded through one callback, the log-probabilities of the
+next word after each partial continuation, so sampling, top-k, top-p and
+beam search (``decoding.py``) work the same for all of them:
+
+* a next-word model is asked about ``prompt + continuation so far``, as the
+  notes' decoder feeds each chosen word back;
+* a seq2seq model's decoder scores the continuation so far after encoding the
+  prompt; past ``target_len`` words the decoded words join the prompt and the
+  decoder starts again.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from . import decoding, predict, text
+from .errors import UsageError
+
+
+class Generator:
+    def __init__(self, model_dir):
+        import tensorflow as tf
+
+        self.tf = tf
+        self.loaded = predict.load_model(model_dir)  # kept: the signatures need it alive
+        self.signatures = self.loaded.signatures
+        self.serve = self.signatures["serving_default"]
+        self.seq2seq = "next_log_probs" in self.signatures
+        vocab_file = Path(model_dir) / "assets" / "vocab.txt"
+        self.words = [line.split("\t", 1)[0] for line in vocab_file.read_text(encoding="utf-8").splitlines()]
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.banned = [self.index[t] for t in (text.PAD, text.UNK) if t in self.index]
+        self.target_len = None
+        if self.seq2seq:
+            probe = self.serve(text=tf.constant(["x"]))
+            self.target_len = int(probe["attention"].shape[1])
+
+    def join(self, prompt, ids):
+        return " ".join([prompt.strip(), *(self.words[i] for i in ids)]).strip()
+
+    def next_log_probs(self, prompt):
+        tf = self.tf
+
+        def callback(sequences):
+            if not self.seq2seq:
+                texts = [self.join(prompt, seq) for seq in sequences]
+                probs = self.serve(text=tf.constant(texts))["probabilities"].numpy()
+                return np.log(np.maximum(probs, 1e-30))
+            done = len(sequences[0]) - len(sequences[0]) % self.target_len
+            texts = [self.join(prompt, seq[:done]) for seq in sequences]
+            prefix = [[self.words[i] for i in seq[done:]] for seq in sequences]
+            out = self.signatures["next_log_probs"](
+                text=tf.constant(texts), prefix=tf.constant(prefix, dtype=tf.string, shape=[len(texts), len(prefix[0])]))
+            return out["log_probs"].numpy()
+
+        return callback
+
+    def generate(self, prompt, words=10, temperature=1.0, top_k=0, top_p=1.0, beam=0, seed=None,
+                 greedy=False):
+        if not prompt.strip():
+            raise UsageError("the text to continue is empty")
+        if words <= 0:
+            raise UsageError("--words must be positive")
+        callback = self.next_log_probs(prompt)
+        if beam:
+            ids, log_prob = decoding.beam_search(callback, [], words, beam=beam, banned=self.banned)[0]
+        else:
+            ids, log_prob = decoding.generate(callback, [], words, seed=seed, temperature=temperature,
+                                              top_k=top_k, top_p=top_p, greedy=greedy,
+                                              banned=self.banned)
+        continuation = [self.words[i] for i in ids]
+        return {"input": prompt, "continuation": " ".join(continuation), "words": continuation,
+                "log_prob": float(log_prob)}
