@@ -1,0 +1,136 @@
+"""lm_app against PyTorch on PyTorch's own ``word_language_model`` protocol, side by side in one run.
+
+Shakespeare (``../shared/data/shakespeare``, PTB format), the recipe's small
+configuration: LSTM, 2 layers x 200, embedding 200, bptt 35, batch 20,
+dropout 0.2, SGD lr 20 with gradient clipping 0.25 and lr / 4 on a plateau,
+4 epochs.  Each side runs in its own process (one after the other, never at
+once: two trainings on two cores ruin both), so each peak memory is its own.
+Prints per epoch seconds, training tokens/s and validation perplexity, then
+test perplexity, peak memory, and the ratios; also build-dict throughput on
+the text repeated to at least 100 MB, and its peak memory.
+
+    .venv/bin/python bench/lm.py [--epochs 4] [--only ours|torch|build-dict]
+
+Needs ``pip install torch==2.13.0`` (CPU) for the PyTorch side.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "shakespeare"
+sys.path.insert(0, str(ROOT))
+RECIPE = dict(epochs=4, batch_size=20, bptt=35, lr=20.0, clip=0.25, emsize=200, nhid=200, nlayers=2,
+              dropout=0.2)
+
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ours(epochs, work):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from lm_app import corpus, evaluate
+    from lm_app.config import TrainConfig
+    from lm_app.train import train
+
+    vocab = corpus.build_vocabulary(str(DATA / "train.txt"), min_count=0, mode="pretokenized")
+    vocab.save(work / "vocab.txt")
+    cfg = TrainConfig(corpus=str(DATA / "train.txt"), valid_corpus=str(DATA / "valid.txt"),
+                      vocab=str(work / "vocab.txt"), model_dir=str(work / "lm"), objective="stream",
+                      arch="lstm", layers=RECIPE["nlayers"], embedding=RECIPE["emsize"],
+                      hidden=RECIPE["nhid"], bptt=RECIPE["bptt"], batch_size=RECIPE["batch_size"],
+                      dropout=RECIPE["dropout"], optimizer="sgd", learning_rate=RECIPE["lr"],
+                      clip_norm=RECIPE["clip"], lr_decay=4.0, epochs=epochs, patience=epochs, seed=1111)
+    train(cfg, verbose=2, log=lambda *a: None)
+    history = json.loads((work / "lm" / "history.json").read_text())
+    test = evaluate.evaluate(work / "lm", str(DATA / "test.txt"))
+    records = [{"seconds": s, "tokens_per_second": t, "val_perplexity": v}
+               for s, t, v in zip(history["seconds"], history["tokens_per_second"],
+                                  history["val_perplexity"])]
+    return {"epochs": records, "test_perplexity": test["perplexity"], "peak_mib": peak_mib(),
+            "vocab": len(vocab)}
+
+
+def run_torch(epochs, work):
+    import numpy as np
+
+    import bench.torch_lm as torch_lm
+    from lm_app import corpus, text  # plain Python: no TensorFlow in this process's memory
+
+    vocab = corpus.build_vocabulary(str(DATA / "train.txt"), min_count=0, mode="pretokenized")
+    ids = {split: np.array(vocab.ids(text.tokenize((DATA / f"{split}.txt").read_text(), "pretokenized")))
+           for split in ("train", "valid", "test")}
+    records, test_ppl = torch_lm.run(ids["train"], ids["valid"], ids["test"], len(vocab),
+                                     **dict(RECIPE, epochs=epochs), log=lambda *a: None)
+    return {"epochs": records, "test_perplexity": test_ppl, "peak_mib": peak_mib(), "vocab": len(vocab)}
+
+
+def run_build_dict(work, target_mb=100):
+    """build-dict throughput on the raw play repeated to >= target_mb, in a fresh process."""
+    from lm_app import corpus
+
+    raw = (DATA / "input.txt").read_text(encoding="utf-8")
+    big = work / "big.txt"
+    with open(big, "w", encoding="utf-8") as f:
+        for _ in range(target_mb * 1_000_000 // len(raw.encode()) + 1):
+            f.write(raw)
+    size = big.stat().st_size
+    start = time.perf_counter()
+    corpus.build_vocabulary(str(big), min_count=3).save(work / "vocab.txt")
+    seconds = time.perf_counter() - start
+    return {"mb": size / 1e6, "seconds": seconds, "mb_per_second": size / 1e6 / seconds,
+            "peak_mib": peak_mib()}
+
+
+def child(name, epochs):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, __file__, "--only", name, "--epochs", str(epochs)],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode:
+        sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    parser.add_argument("--only", choices=("ours", "torch", "build-dict"))
+    args = parser.parse_args(argv)
+    if not DATA.is_dir():
+        sys.exit(f"{DATA} is not here")
+    if args.only:
+        with tempfile.TemporaryDirectory() as work:
+            run = {"ours": lambda: run_ours(args.epochs, Path(work)),
+                   "torch": lambda: run_torch(args.epochs, Path(work)),
+                   "build-dict": lambda: run_build_dict(Path(work))}[args.only]
+            print(json.dumps(run()))
+        return
+
+    ours, ref = child("ours", args.epochs), child("torch", args.epochs)
+    print(f"Shakespeare, LSTM 2x200, bptt 35, batch 20, {args.epochs} epochs; vocabulary {ours['vocab']}")
+    print(f"{'epoch':>5} | {'lm_app s':>8} {'tok/s':>8} {'val ppl':>8} | {'torch s':>8} {'tok/s':>8} "
+          f"{'val ppl':>8} | {'speed x':>7}")
+    for i, (a, b) in enumerate(zip(ours["epochs"], ref["epochs"]), 1):
+        print(f"{i:>5} | {a['seconds']:>8.1f} {a['tokens_per_second']:>8,.0f} {a['val_perplexity']:>8.1f} | "
+              f"{b['seconds']:>8.1f} {b['tokens_per_second']:>8,.0f} {b['val_perplexity']:>8.1f} | "
+              f"{a['tokens_per_second'] / b['tokens_per_second']:>7.2f}")
+    speed = (sum(e["tokens_per_second"] for e in ours["epochs"]) /
+             sum(e["tokens_per_second"] for e in ref["epochs"]))
+    print(f"test perplexity: lm_app {ours['test_perplexity']:.1f}, torch {ref['test_perplexity']:.1f} "
+          f"(ratio {ours['test_perplexity'] / ref['test_perplexity']:.3f}, target <= 1)")
+    print(f"peak memory: lm_app {ours['peak_mib']:.0f} MiB, torch {ref['peak_mib']:.0f} MiB")
+    print(f"training speed ratio lm_app / torch: {speed:.2f} (target >= 1.25)")
+    bd = child("build-dict", args.epochs)
+    print(f"build-dict: {bd['mb']:.0f} MB in {bd['seconds']:.1f} s = {bd['mb_per_second']:.1f} MB/s "
+          f"(target >= 50), peak memory {bd['peak_mib']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
