@@ -48,6 +48,12 @@ def _cell_class(cell):
     return CELLS[cell]
 
 
+def _check_positive(sizes):
+    for name, value in sizes.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+
+
 def padding_mask(ids):
     """True on the real tokens of ``ids``, False on ``<pad>`` (id 0)."""
     return ops.not_equal(ids, PAD)
@@ -75,10 +81,7 @@ class Encoder(keras.layers.Layer):
 
     def __init__(self, vocab_size, embedding, units, cell="lstm", bidirectional=False, **kwargs):
         cell_class = _cell_class(cell)
-        for name, value in (("vocab_size", vocab_size), ("embedding", embedding),
-                            ("units", units)):
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+        _check_positive({"vocab_size": vocab_size, "embedding": embedding, "units": units})
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.embedding = embedding
@@ -151,10 +154,7 @@ class Decoder(keras.layers.Layer):
 
     def __init__(self, vocab_size, embedding, units, cell="lstm", score="general", **kwargs):
         cell_class = _cell_class(cell)
-        for name, value in (("vocab_size", vocab_size), ("embedding", embedding),
-                            ("units", units)):
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+        _check_positive({"vocab_size": vocab_size, "embedding": embedding, "units": units})
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.embedding = embedding
