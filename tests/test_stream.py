@@ -128,3 +128,16 @@ def test_a_few_steps_on_ptb_lower_the_test_perplexity(tmp_path):
     assert after["tokens"] == before["tokens"] > 80_000
     assert after["perplexity"] < 0.5 * before["perplexity"], (before, after)
     assert after["unk_share"] > 0.02  # PTB's own <unk> tokens are kept, not renamed
+
+
+def test_the_exported_stream_model_reads_the_whole_prompt(stream_model):
+    """Served raw text like the others, but conditioned on more than the last few words."""
+    work, _, _ = stream_model
+    serve = tf.saved_model.load(str(work / "lm")).signatures["serving_default"]
+    prompts = ["The cat sat on the mat and the dog ran to the", "near the river the cat sat on the",
+               "", "the"]
+    out = serve(text=tf.constant(prompts))
+    words = [w[0].decode() for w in out["words"].numpy()]
+    assert words[:2] == ["park", "mat"]
+    assert out["probabilities"].shape == (4, 19)
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1, atol=1e-5)
