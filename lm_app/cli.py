@@ -11,6 +11,7 @@ import os
 import sys
 import time
 
+from . import serve, tflite  # their parsers only; they load TensorFlow and aiohttp when run
 from .errors import UsageError
 
 PROG = "lm_app"
@@ -279,6 +280,10 @@ def make_parser():
                    help="continue the interrupted run in --model-dir with its saved settings")
     p.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --model-dir and start again")
+    p.add_argument("--strategy", default=defaults.strategy,
+                   choices=("default", "mirrored", "multi-worker"),
+                   help="tf.distribute: one device, all local devices (mirrored), or the "
+                   "machines of the TF_CONFIG cluster (multi-worker) (default: %(default)s)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="perplexity and accuracy of a trained model on a corpus",
@@ -327,6 +332,8 @@ def make_parser():
     p.add_argument("--seed", type=int, default=None, help="seed of the sampling")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_generate)
+    serve.add_parser(sub, defaults.model_dir)
+    tflite.add_parser(sub, defaults.model_dir)
     return parser
 
 

@@ -33,4 +33,5 @@ class TrainConfig:
     valid_fraction: float = 0.2
     top_k: int = 10
     save_every: int = 0
+    strategy: str = "default"
     seed: int = 1234

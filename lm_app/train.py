@@ -26,6 +26,7 @@ The model folder receives the best weights (``checkpoints/best.weights.h5``),
 import dataclasses
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -64,13 +65,49 @@ def check_config(cfg):
         raise UsageError("--target-len must be positive")
     if cfg.optimizer not in ("adam", "sgd"):
         raise UsageError("--optimizer must be adam or sgd")
+    if cfg.strategy not in ("default", "mirrored", "multi-worker"):
+        raise UsageError("--strategy must be default, mirrored or multi-worker")
+    if cfg.strategy != "default" and cfg.objective == "stream":
+        raise UsageError("--objective stream trains on one device: its state is carried per row")
+    if cfg.strategy == "multi-worker" and "TF_CONFIG" not in os.environ:
+        raise UsageError("--strategy multi-worker needs the TF_CONFIG environment variable "
+                         "(the cluster's workers and this one's index)")
+
+
+def make_strategy(name):
+    """A tf.distribute strategy; create it before any other TensorFlow op (collectives need that)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def worker_index():
+    """This worker's index in TF_CONFIG; 0 (the chief) when there is no cluster."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    if task.get("type") == "chief" or not config:
+        return 0
+    return int(task.get("index", 0)) + ("chief" in config.get("cluster", {}))
+
+
+def worker_folder(model_dir, index):
+    """Where a worker other than the chief keeps its state: only the chief writes the model folder."""
+    model_dir = Path(model_dir)
+    return model_dir if index == 0 else model_dir.with_name(f"{model_dir.name}.worker-{index}")
 
 
 class Metrics:
-    """Running sums of loss, correct and top-5 predictions, as variables so checkpoints keep them."""
+    """Running sums of loss, correct and top-5 predictions, as variables so checkpoints keep them.
+
+    Each replica adds its own share; reading sums them (``ON_READ``/``SUM``).
+    """
 
     def __init__(self):
-        self.sums = tf.Variable(tf.zeros([4], tf.float64), trainable=False)  # loss, top1, top5, count
+        self.sums = tf.Variable(tf.zeros([4], tf.float64), trainable=False,  # loss, top1, top5, n
+                                synchronization=tf.VariableSynchronization.ON_READ,
+                                aggregation=tf.VariableAggregation.SUM)
 
     def reset(self):
         self.sums.assign(tf.zeros([4], tf.float64))
@@ -96,8 +133,9 @@ def make_optimizer(cfg):
     return keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=clip)
 
 
-def cross_entropy(labels, logits):
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+def token_losses(labels, logits):
+    """The cross-entropy of every predicted token, flattened."""
+    return tf.reshape(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits), [-1])
 
 
 class WindowObjective:
@@ -207,31 +245,44 @@ class StreamObjective:
 class Trainer:
     """The model, its optimizer and the compiled training and evaluation steps."""
 
-    def __init__(self, objective, vocab_size, cfg):
+    def __init__(self, objective, vocab_size, cfg, strategy=None):
         self.objective = objective
-        self.model = objective.build(vocab_size)
-        self.optimizer = make_optimizer(cfg)
-        self.optimizer.build(self.model.trainable_variables)
-        self.train_metrics, self.eval_metrics = Metrics(), Metrics()
-        # Batches done in this epoch, counted inside the compiled step: a Ctrl-C that lands
-        # between the step and Python's bookkeeping cannot make the two disagree.
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.train_step = tf.function(self._train_step, reduce_retracing=True)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():  # weights mirrored on every replica and worker
+            self.model = objective.build(vocab_size)
+            self.optimizer = make_optimizer(cfg)
+            self.optimizer.build(self.model.trainable_variables)
+            self.train_metrics = Metrics()
+            # Batches done in this epoch, counted inside the compiled step: a Ctrl-C that lands
+            # between the step and Python's bookkeeping cannot make the two disagree.
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.eval_metrics = Metrics()  # each worker scores the whole held-out split itself
+        self.train_step = tf.function(self._distributed_train_step, reduce_retracing=True)
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
+
+    def distribute(self, batches):
+        if self.strategy is tf.distribute.get_strategy():
+            return batches
+        return self.strategy.experimental_distribute_dataset(batches)
+
+    def _distributed_train_step(self, x, y):
+        loss = self.strategy.run(self._train_step, args=(x, y))
+        self.step.assign_add(1)
+        return self.strategy.reduce("SUM", loss, axis=None)
 
     def _train_step(self, x, y):
         with tf.GradientTape() as tape:
             logits = self.objective.logits(x, y, training=True)
-            loss = cross_entropy(y, logits)
+            losses = token_losses(y, logits)
+            loss = tf.nn.compute_average_loss(losses)  # the mean over all replicas' tokens
         grads = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply(grads, self.model.trainable_variables)
-        self.train_metrics.update(y, logits, loss)
-        self.step.assign_add(1)
+        self.train_metrics.update(y, logits, tf.reduce_mean(losses))
         return loss
 
     def _eval_step(self, x, y):
         logits = self.objective.logits(x, y, training=False)
-        self.eval_metrics.update(y, logits, cross_entropy(y, logits))
+        self.eval_metrics.update(y, logits, tf.reduce_mean(token_losses(y, logits)))
 
     def evaluate(self):
         self.eval_metrics.reset()
@@ -287,13 +338,18 @@ def train(cfg, resume=False, fresh=False, verbose=None, log=print):
     it) or ``fresh`` (discard it), so a forgotten flag never throws work away.
     """
     check_config(cfg)
-    model_dir = Path(cfg.model_dir)
-    with FolderLock(model_dir):
+    strategy = make_strategy(cfg.strategy)
+    index = worker_index() if cfg.strategy == "multi-worker" else 0
+    if index:
+        log(f"worker {index}: the chief writes {cfg.model_dir}; this worker keeps its state in "
+            f"{worker_folder(cfg.model_dir, index)}")
+        cfg = dataclasses.replace(cfg, model_dir=str(worker_folder(cfg.model_dir, index)))
+    with FolderLock(Path(cfg.model_dir)):
         cfg, vocab = prepare_run(cfg, resume, fresh, log)
-        return _train_locked(cfg, vocab, verbose, log)
+        return _train_locked(cfg, vocab, verbose, log, strategy, chief=index == 0)
 
 
-def _train_locked(cfg, vocab, verbose, log):
+def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True):
     if verbose is None:  # a progress bar on a terminal, one line per epoch in a log file
         verbose = 1 if sys.stdout.isatty() else 2
     model_dir = Path(cfg.model_dir)
@@ -303,7 +359,7 @@ def _train_locked(cfg, vocab, verbose, log):
     log(f"{len(files)} file(s), vocabulary {len(vocab)}, {objective.describe}")
 
     keras.utils.set_random_seed(cfg.seed)
-    trainer = Trainer(objective, len(vocab), cfg)
+    trainer = Trainer(objective, len(vocab), cfg, strategy)
     model = trainer.model
     progress_var = tf.Variable(json.dumps(fresh_progress()), trainable=False)
     manager = tf.train.CheckpointManager(trainer.checkpoint(progress_var), str(state), max_to_keep=2)
@@ -337,10 +393,10 @@ def _train_locked(cfg, vocab, verbose, log):
                 trainer.train_metrics.reset()
                 objective.start_epoch()
             seen = 0
-            for x, y in objective.batches(epoch, done):
+            for x, y in trainer.distribute(objective.batches(epoch, done)):
                 trainer.train_step(x, y)
                 done += 1
-                seen += y.shape.num_elements()
+                seen += sum(t.shape.num_elements() for t in strategy_locals(trainer.strategy, y))
                 if cfg.save_every and done % cfg.save_every == 0:
                     save()
                 if verbose == 1:
@@ -376,9 +432,14 @@ def _train_locked(cfg, vocab, verbose, log):
         save()
         log(f"\ninterrupted: state saved in {state}; `train --resume` continues")
         if best_weights.exists():
-            finish(trainer, cfg, vocab, best_weights, p, log, complete=False)
+            finish(trainer, cfg, vocab, best_weights, p, log, complete=False, chief=chief)
         raise
-    return finish(trainer, cfg, vocab, best_weights, p, log)
+    return finish(trainer, cfg, vocab, best_weights, p, log, chief=chief)
+
+
+def strategy_locals(strategy, value):
+    """The per-replica parts of a (possibly distributed) value on this worker."""
+    return strategy.experimental_local_results(value)
 
 
 def record_epoch(writers, epoch, logs):
@@ -394,8 +455,8 @@ def record_epoch(writers, epoch, logs):
         writer.flush()
 
 
-def finish(trainer, cfg, vocab, best_weights, p, log, complete=True):
-    """Evaluate the best weights on the held-out split and export them."""
+def finish(trainer, cfg, vocab, best_weights, p, log, complete=True, chief=True):
+    """Evaluate the best weights on the held-out split and export them (the chief only)."""
     trainer.model.load_weights(best_weights)
     results = trainer.evaluate()
     metrics = {
@@ -407,6 +468,8 @@ def finish(trainer, cfg, vocab, best_weights, p, log, complete=True):
     }
     config = dict(dataclasses.asdict(cfg), vocab_size=len(vocab), mode=vocab.mode,
                   vocab_sha256=vocab.meta["sha256"])
+    if not chief:
+        return metrics
     export.export(trainer.model, cfg.vocab, cfg.model_dir, cfg.window, vocab.mode, cfg.top_k,
                   objective=cfg.objective, target_len=cfg.target_len if cfg.arch == "seq2seq" else None,
                   extra_files={

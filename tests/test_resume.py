@@ -31,7 +31,9 @@ def start_training(model_dir, args, *extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.Popen([sys.executable, "-m", "lm_app", "train", "--model-dir", str(model_dir),
                              *map(str, [*args, *extra])], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a background job may inherit SIGINT ignored; a user's terminal never does
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(path, proc, timeout=240):

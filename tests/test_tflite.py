@@ -1,0 +1,108 @@
+"""``export --format tflite``: the .tflite network gives the SavedModel's probabilities on the same ids."""
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_usage_error, cycle_corpus, run_cli
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ["The dog ran to the", "Zebra!  on THE", "the", "the bird sang over the house near the"]
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Tiny rnn and lstm window models, trained once, each exported by the CLI."""
+    work = tmp_path_factory.mktemp("tflite")
+    glob = str(cycle_corpus(work / "corpus") / "*.txt")
+    built = run_cli("build-dict", "--corpus", glob, "--vocab", work / "vocab.txt")
+    assert built.returncode == 0, built.stderr
+    dirs = {}
+    for arch in ("rnn", "lstm"):
+        dirs[arch] = work / arch
+        trained = run_cli("train", "--corpus", glob, "--vocab", work / "vocab.txt", "--model-dir",
+                          dirs[arch], "--arch", arch, "--epochs", 3, "--embedding", 8, "--hidden", 16)
+        assert trained.returncode == 0, trained.stderr
+    exported = run_cli("export", "--format", "tflite", "--model-dir", dirs["rnn"])
+    assert exported.returncode == 0, exported.stderr
+    dirs["rnn_stdout"] = exported.stdout
+    return dirs
+
+
+def saved_model_outputs(model_dir, prompts):
+    """The SavedModel's probabilities and the ids it fed its network (its context, through vocab.txt)."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    out = serve(text=tf.constant(prompts))
+    vocab = [line.split("\t")[0] for line in
+             (model_dir / "assets" / "vocab.txt").read_text(encoding="utf-8").splitlines()]
+    index = {word: i for i, word in enumerate(vocab)}
+    ids = np.array([[index[w.decode()] for w in row] for row in out["context"].numpy()], np.int32)
+    return ids, out["probabilities"].numpy()
+
+
+def test_the_cli_writes_the_model_file(models):
+    path = models["rnn"] / "model.tflite"
+    assert path.read_bytes()[4:8] == b"TFL3"  # the TFLite flatbuffer identifier
+    assert models["rnn_stdout"].startswith(f"wrote {path} (")
+    assert "ids int32 [1, 5] -> probabilities float32 [1, 19]; builtin ops only" in models["rnn_stdout"]
+    assert not [p for p in models["rnn"].iterdir() if p.name.startswith(".model.tflite")]
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm"])
+def test_tflite_probabilities_equal_the_saved_model(models, arch, tmp_path):
+    from lm_app import tflite
+    from lm_app.corpus import Vocabulary
+
+    model_dir = models[arch]
+    out = tmp_path / "sub" / "next_word.tflite"
+    result = tflite.export_tflite(model_dir, out)
+    assert result["path"] == str(out) and result["select_tf_ops"] is False
+    ids, expected = saved_model_outputs(model_dir, PROMPTS)
+    assert (ids[1] == 0).sum() == 2 and (ids[2] == 0).sum() == 4  # short prompts are left-padded
+    vocab = Vocabulary.load(model_dir / "vocab.txt")
+    content = out.read_bytes()
+    for prompt, row, want in zip(PROMPTS, ids, expected):
+        assert tflite.window_ids(prompt, vocab, 5) == row.tolist()  # the Python side agrees
+        got = tflite.run_tflite(content, row[None, :])
+        assert got.shape == (1, 19) and got.dtype == np.float32
+        np.testing.assert_allclose(got[0], want, atol=TOLERANCE, rtol=0)
+        assert abs(got.sum() - 1) < 1e-5
+
+
+# tf.lite.Interpreter warns that LiteRT will replace it; it is what TF 2.21 ships.
+@pytest.mark.filterwarnings("ignore::UserWarning:tensorflow.lite.python.interpreter")
+def test_the_interpreter_sees_a_fixed_int32_window(models):
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(models["rnn"] / "model.tflite"))
+    (signature,) = interpreter.get_signature_list().values()
+    assert signature == {"inputs": ["ids"], "outputs": ["probabilities"]}
+    (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.int32 and inp["shape"].tolist() == [1, 5]
+    assert outp["dtype"] == np.float32 and outp["shape"].tolist() == [1, 19]
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"objective": "stream"}, "cannot export a --objective stream model"),
+    ({"arch": "seq2seq"}, "cannot export an --arch seq2seq model"),
+])
+def test_kinds_that_do_not_convert_are_refused(models, tmp_path, change, fragment):
+    """Stream and seq2seq models are refused before anything is loaded, naming what does convert."""
+    model_dir = tmp_path / "lm"
+    model_dir.mkdir()
+    config = json.loads((models["rnn"] / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, **change}))
+    proc = run_cli("export", "--format", "tflite", "--model-dir", model_dir)
+    assert_usage_error(proc, fragment)
+    assert "window models of --arch rnn, lstm, gru, attention" in proc.stderr
+    assert not (model_dir / "model.tflite").exists()
+
+
+def test_a_missing_model_is_one_line(tmp_path):
+    assert_usage_error(run_cli("export", "--format", "tflite", "--model-dir", tmp_path / "none"),
+                       "model settings not found")
+    assert_usage_error(run_cli("export", "--format", "onnx"), "invalid choice")
