@@ -30,6 +30,17 @@ def trained(tmp_path_factory):
             "build_out": built.stdout, "train_out": trained.stdout}
 
 
+def tensorboard_tags(folder):
+    """The scalar names written to TensorBoard event files in ``folder``."""
+    import tensorflow as tf
+
+    tags = set()
+    for events in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
 def test_build_dict_prints_a_summary(trained):
     out = trained["build_out"]
     assert "read 2 file(s): 2,760 tokens" in out
@@ -49,7 +60,9 @@ def test_training_learns_the_pattern_and_writes_its_records(trained):
     assert set(history) >= {"loss", "val_loss", "accuracy", "val_accuracy", "val_top5"}
     assert (model_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (model_dir / "checkpoints" / "best.weights.h5").stat().st_size > 0
-    assert any((model_dir / "logs").rglob("events.out.tfevents.*"))
+    for split, tags in (("train", {"loss", "accuracy", "perplexity", "learning_rate"}),
+                        ("validation", {"loss", "accuracy", "perplexity"})):
+        assert tags <= tensorboard_tags(model_dir / "logs" / split), split
     config = json.loads((model_dir / "config.json").read_text())
     assert config["window"] == 5 and config["vocab_size"] == 19 and config["arch"] == "rnn"
 
@@ -151,7 +164,7 @@ def test_a_megabyte_of_text_uses_only_its_last_words(trained):
 def test_lstm_and_gru_stacks_learn_the_pattern(trained, tmp_path, arch_flags):
     model_dir = tmp_path / "lm"
     proc = run_cli("train", "--corpus", trained["glob"], "--vocab", trained["vocab"], "--model-dir",
-                   model_dir, *TRAIN_FLAGS, *arch_flags, "--epochs", 12)
+                   model_dir, *TRAIN_FLAGS, *arch_flags, "--epochs", 6, "--learning-rate", 0.02)
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((model_dir / "metrics.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
