@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 
@@ -116,6 +117,8 @@ def cmd_build_dict(args):
 
 
 def cmd_train(args):
+    # Ctrl-C must save and export, even when a parent (a script's background job) ignored SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.bidirectional:
         raise UsageError("--bidirectional cannot predict the next word: its backward half would "
                          "read the future words it must predict (use it in encoders only)")

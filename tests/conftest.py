@@ -49,3 +49,19 @@ def cycle_corpus(folder, repeats=60):
         lines = [" ".join(cycle) for _ in range(repeats)]
         (folder / f"part{part}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
+
+
+def tiny_corpus(work, repeats=60):
+    """The cycle corpus in ``work`` and its vocabulary, built by the CLI: ``(glob, vocab path)``."""
+    glob = str(cycle_corpus(Path(work) / "corpus", repeats) / "*.txt")
+    vocab = Path(work) / "vocab.txt"
+    built = run_cli("build-dict", "--corpus", glob, "--vocab", vocab)
+    assert built.returncode == 0, built.stderr
+    return glob, vocab
+
+
+def train_cli(glob, vocab, model_dir, *flags):
+    """``train`` as a user runs it; fails the test with its stderr if it fails."""
+    proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", model_dir, *flags)
+    assert proc.returncode == 0, proc.stderr
+    return proc

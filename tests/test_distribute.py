@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import ROOT, assert_usage_error, run_cli, tiny_corpus, train_cli
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +33,7 @@ def model_variables(folder):
 
 
 def test_two_workers_train_in_step_and_the_chief_exports(tmp_path):
-    glob = str(cycle_corpus(tmp_path / "corpus", repeats=20) / "*.txt")
-    vocab = tmp_path / "vocab.txt"
-    assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab).returncode == 0
+    glob, vocab = tiny_corpus(tmp_path, repeats=20)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     model_dir = tmp_path / "lm"
     workers = []
@@ -63,12 +61,8 @@ def test_two_workers_train_in_step_and_the_chief_exports(tmp_path):
 
 
 def test_mirrored_strategy_trains_on_the_local_devices(tmp_path):
-    glob = str(cycle_corpus(tmp_path / "corpus", repeats=10) / "*.txt")
-    vocab = tmp_path / "vocab.txt"
-    assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab).returncode == 0
-    proc = run_cli("train", "--strategy", "mirrored", "--corpus", glob, "--vocab", vocab,
-                   "--model-dir", tmp_path / "lm", *FLAGS)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    glob, vocab = tiny_corpus(tmp_path, repeats=10)
+    train_cli(glob, vocab, tmp_path / "lm", "--strategy", "mirrored", *FLAGS)
     assert (tmp_path / "lm" / "saved_model.pb").exists()
 
 

@@ -79,7 +79,7 @@ def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_weights(corpus):
 def test_ctrl_c_saves_state_and_exports_the_best_model(corpus):
     work, args = corpus
     model_dir = work / "interrupted"
-    proc = start_training(model_dir, args, "--epochs", 50)  # the last --epochs wins
+    proc = start_training(model_dir, args, "--epochs", 50, "--patience", 50)  # the last flag wins
     wait_for(model_dir / "history.json", proc)  # one epoch done, so a best model exists
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=240)

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import ROOT, assert_usage_error, run_cli, tiny_corpus, train_cli
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,9 @@ READY = re.compile(r'^serving (?P<dir>.+) as "(?P<name>[^"]+)" on http://127\.0\
 def model_dir(tmp_path_factory):
     """A tiny model trained once on the cycle corpus."""
     work = tmp_path_factory.mktemp("serve")
-    glob = str(cycle_corpus(work / "corpus") / "*.txt")
-    built = run_cli("build-dict", "--corpus", glob, "--vocab", work / "vocab.txt")
-    assert built.returncode == 0, built.stderr
-    trained = run_cli("train", "--corpus", glob, "--vocab", work / "vocab.txt", "--model-dir",
-                      work / "lm", "--epochs", 3, "--embedding", 8, "--hidden", 16, "--top-k", 5,
-                      "--seed", 3)
-    assert trained.returncode == 0, trained.stderr
+    glob, vocab = tiny_corpus(work)
+    train_cli(glob, vocab, work / "lm", "--epochs", 3, "--embedding", 8, "--hidden", 16,
+              "--top-k", 5, "--seed", 3)
     return work / "lm"
 
 

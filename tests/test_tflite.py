@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import assert_usage_error, run_cli, tiny_corpus, train_cli
 
 pytestmark = pytest.mark.slow
 
@@ -16,15 +16,12 @@ TOLERANCE = 1e-5
 def models(tmp_path_factory):
     """Tiny rnn and lstm window models, trained once, each exported by the CLI."""
     work = tmp_path_factory.mktemp("tflite")
-    glob = str(cycle_corpus(work / "corpus") / "*.txt")
-    built = run_cli("build-dict", "--corpus", glob, "--vocab", work / "vocab.txt")
-    assert built.returncode == 0, built.stderr
+    glob, vocab = tiny_corpus(work)
     dirs = {}
     for arch in ("rnn", "lstm"):
         dirs[arch] = work / arch
-        trained = run_cli("train", "--corpus", glob, "--vocab", work / "vocab.txt", "--model-dir",
-                          dirs[arch], "--arch", arch, "--epochs", 3, "--embedding", 8, "--hidden", 16)
-        assert trained.returncode == 0, trained.stderr
+        train_cli(glob, vocab, dirs[arch], "--arch", arch, "--epochs", 3, "--embedding", 8,
+                  "--hidden", 16)
     exported = run_cli("export", "--format", "tflite", "--model-dir", dirs["rnn"])
     assert exported.returncode == 0, exported.stderr
     dirs["rnn_stdout"] = exported.stdout
