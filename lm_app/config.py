@@ -35,3 +35,9 @@ class TrainConfig:
     save_every: int = 0
     strategy: str = "default"
     seed: int = 1234
+
+    @classmethod
+    def from_dict(cls, stored):
+        """Settings saved by a run (config.json, run.json), ignoring keys that are not settings."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in stored.items() if k in known})

@@ -19,7 +19,7 @@ from .atomic import read_json
 from .config import TrainConfig
 from .corpus import Vocabulary, find_files
 from .errors import UsageError
-from .models import StreamLM, window_model
+from .models import model_from_config
 
 EVAL_CHUNK = 512  # tokens per call for stream models: long enough to keep the kernels busy
 
@@ -28,18 +28,12 @@ def load_trained(model_dir):
     """Rebuild the Keras model of a model folder from its config.json and best weights."""
     model_dir = Path(model_dir)
     config = read_json(model_dir / "config.json", "model settings")
-    known = set(TrainConfig.__dataclass_fields__)
-    cfg = TrainConfig(**{k: v for k, v in config.items() if k in known})
+    cfg = TrainConfig.from_dict(config)
     vocab = Vocabulary.load(model_dir / "vocab.txt")
     if vocab.meta["sha256"] != config.get("vocab_sha256"):
         raise UsageError(f"the vocabulary in {model_dir} is not the one its model was trained with")
     weights = model_dir / "checkpoints" / "best.weights.h5"
-    if cfg.objective == "stream":
-        model = StreamLM(len(vocab), cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
-                         cfg.tied, cfg.seed, cfg.peephole)
-        model(tf.zeros([1, 1], tf.int32))
-    else:
-        model = window_model(cfg, len(vocab))
+    model = model_from_config(cfg, len(vocab))
     try:
         model.load_weights(weights)
     except (OSError, ValueError) as e:

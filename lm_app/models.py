@@ -190,6 +190,19 @@ class Seq2SeqLM(keras.Model):
         return logits
 
 
+def stream_model(cfg, vocab_size):
+    """The model of a stream run, with its weights created."""
+    model = StreamLM(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
+                     cfg.tied, cfg.seed, cfg.peephole)
+    model(ops.zeros((1, 1), dtype="int32"))
+    return model
+
+
+def model_from_config(cfg, vocab_size):
+    """The model a run's settings describe, by objective and architecture."""
+    return (stream_model if cfg.objective == "stream" else window_model)(cfg, vocab_size)
+
+
 def window_model(cfg, vocab_size):
     """The model of a windowed run, by ``cfg.arch``."""
     if cfg.arch == "attention":

@@ -40,7 +40,7 @@ from .atomic import FolderLock, atomic_path, read_json, write_json
 from .config import TrainConfig
 from .corpus import Vocabulary, find_files
 from .errors import UsageError
-from .models import StreamLM, window_model
+from .models import stream_model, window_model
 
 STATE = "checkpoints"
 
@@ -205,9 +205,7 @@ class StreamObjective:
 
     def build(self, vocab_size):
         cfg = self.cfg
-        self.model = StreamLM(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
-                              cfg.dropout, cfg.tied, cfg.seed, cfg.peephole)
-        self.model(tf.zeros([1, 1], tf.int32))  # create the weights
+        self.model = stream_model(cfg, vocab_size)
         # The state carried across chunks lives in variables, so checkpoints keep it.
         self.states = [tf.Variable(s, trainable=False)
                        for layer in self.model.zero_states(cfg.batch_size) for s in layer]
@@ -311,8 +309,7 @@ def prepare_run(cfg, resume, fresh, log):
     saved = state / "run.json"
     if resume and saved.is_file():
         stored = read_json(saved, "saved run settings")
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        resumed = TrainConfig(**{k: v for k, v in stored.items() if k in known})
+        resumed = TrainConfig.from_dict(stored)
         resumed.epochs = max(resumed.epochs, cfg.epochs)  # a finished run may train for longer
         vocab = Vocabulary.load(resumed.vocab)
         if vocab.meta["sha256"] != stored.get("vocab_sha256"):
