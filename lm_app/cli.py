@@ -126,17 +126,23 @@ def cmd_train(args):
     from .config import TrainConfig
     from .train import train
 
-    cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    cfg = TrainConfig.from_dict(vars(args))
     metrics = train(cfg, resume=args.resume, fresh=args.fresh)
     print(f"held-out accuracy {metrics['accuracy']:.1%}, top-5 accuracy {metrics['top5']:.1%}, "
           f"perplexity {metrics['perplexity']:.1f} (best of {metrics['epochs']} epochs)")
 
 
+def text_argument(text, what):
+    """TEXT as given, or stdin for ``-``; empty text is a usage error (checked before TensorFlow loads)."""
+    if text == "-":
+        text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    if not text.strip():
+        raise UsageError(f"the text to {what} is empty")
+    return text
+
+
 def cmd_predict(args):
-    if args.text == "-":
-        args.text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-    if not args.text.strip():
-        raise UsageError("the text to predict from is empty")
+    args.text = text_argument(args.text, "predict from")
     import_tensorflow()
     from . import predict
 
@@ -160,10 +166,7 @@ def cmd_predict(args):
 
 
 def cmd_generate(args):
-    if args.text == "-":
-        args.text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-    if not args.text.strip():
-        raise UsageError("the text to continue is empty")
+    args.text = text_argument(args.text, "continue")
     if args.temperature < 0:
         raise UsageError("--temperature must be 0 or more")
     if args.top_p is not None and not 0 < args.top_p <= 1:

@@ -105,12 +105,16 @@ def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.2, bl
 
 
 def batched(ds, batch_size, shuffle=False, seed=None, shuffle_buffer=10_000):
-    """Shuffle, batch and prefetch, with autotuning off (it stalls at epoch ends in TF 2.21)."""
+    """Shuffle, batch and prefetch."""
     if batch_size <= 0:
         raise UsageError("--batch-size must be positive")
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).prefetch(2)
+    return without_autotune(ds.batch(batch_size).prefetch(2))
+
+
+def without_autotune(ds):
+    """Fixed buffers instead of autotuning, which stalls for seconds at epoch ends in TF 2.21."""
     options = tf.data.Options()
     options.autotune.enabled = False
     options.deterministic = True
@@ -170,7 +174,4 @@ def stream_chunks(rows, bptt):
         size = tf.minimum(tf.constant(bptt, tf.int64), length - 1 - start)
         return rows_t[:, start:start + size], rows_t[:, start + 1:start + 1 + size]
 
-    ds = tf.data.Dataset.range(0, max(length - 1, 0), bptt).map(chunk)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.prefetch(2).with_options(options)
+    return without_autotune(tf.data.Dataset.range(0, max(length - 1, 0), bptt).map(chunk).prefetch(2))

@@ -73,9 +73,9 @@ class NextWordModule(tf.Module):
         padding = tf.RaggedTensor.from_row_lengths(tf.zeros([tf.reduce_sum(pad)], tf.int64), pad)
         return tf.concat([padding, ids], axis=1).to_tensor(shape=[None, width])
 
-    def next_word_logits(self, ids):
+    def next_word_logits(self, ids, context):
         if self.objective == "window":
-            return self.model(tf.cast(self.left_padded(ids, self.window), tf.int32), training=False)
+            return self.model(tf.cast(context, tf.int32), training=False)
         # Causal model: right padding cannot change earlier positions, so read each row's last.
         dense = ids.to_tensor(default_value=text.PAD_ID)
         dense = tf.pad(dense, [[0, 0], [0, tf.maximum(1 - tf.shape(dense)[1], 0)]])
@@ -99,7 +99,7 @@ class NextWordModule(tf.Module):
         if hasattr(self.model, "attend"):  # --arch attention: say which words it looked at
             logits, out["attention"] = self.model.attend(tf.cast(context, tf.int32))
         else:
-            logits = self.next_word_logits(ids)
+            logits = self.next_word_logits(ids, context)
         out.update(self.top_k(logits))
         return out
 
