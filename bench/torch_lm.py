@@ -49,7 +49,7 @@ def get_batch(source, i, bptt):
 
 
 def evaluate(model, source, bptt, ntoken):
-    model.train(False)  # what nn.Module.eval() does
+    model.train(False)  # evaluation mode: dropout off
     total, hidden = 0.0, model.init_hidden(source.size(1))
     criterion = nn.CrossEntropyLoss()
     with torch.no_grad():
