@@ -321,6 +321,7 @@ def prepare_run(cfg, resume, fresh, log):
     elif saved.is_file() and not fresh and not read_json(saved, "saved run settings").get("finished"):
         raise UsageError(f"{cfg.model_dir} holds an unfinished run: add --resume to continue it, "
                          "or --fresh to discard it")
+    find_files(cfg.corpus)  # a missing corpus is the first thing to report, before the vocabulary
     vocab = Vocabulary.load(cfg.vocab)
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)

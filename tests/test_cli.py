@@ -1,7 +1,7 @@
 """Bad input: one line on stderr, exit code 2, no traceback, nothing half-written."""
 import pytest
 
-from tests.conftest import assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import assert_usage_error, cycle_corpus, run_cli, tiny_corpus
 
 
 def test_help_lists_the_commands():
@@ -68,8 +68,11 @@ def test_train_refuses_a_corpus_shorter_than_a_window(tmp_path):
 
 
 def test_train_with_no_matching_files(tmp_path):
-    proc = run_cli("train", "--corpus", tmp_path / "nothing" / "*.txt", "--model-dir", tmp_path / "lm")
-    assert_usage_error(proc, "no files match")
+    # Reported first, whether or not a vocabulary exists (a clean clone has none).
+    for vocab in (tmp_path / "missing.txt", tiny_corpus(tmp_path / "v")[1]):
+        proc = run_cli("train", "--corpus", tmp_path / "nothing" / "*.txt", "--vocab", vocab,
+                       "--model-dir", tmp_path / "lm")
+        assert_usage_error(proc, "no files match")
 
 
 def test_bidirectional_next_word_training_is_refused():
