@@ -8,6 +8,7 @@ the two implementations cannot drift apart; a test checks they agree.
 ``pretokenized`` mode is for Penn-Treebank-style files: split on ASCII whitespace,
 keep tokens exactly, end every line with ``<eos>``.
 """
+import collections
 import re
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
@@ -46,6 +47,34 @@ def tokenize(text, mode="words"):
         return tokens
     cleaned = _delete.sub("", text.lower().replace("\n", " "))
     return [w for w in cleaned.split(" ") if w and not w.startswith("-")]
+
+
+# The words rule on UTF-8 bytes: every byte of a non-ASCII character is >= 0x80,
+# so deleting bytes outside the kept set deletes exactly the characters outside it.
+_KEEP = b"abcdefghijklmnopqrstuvwxyz '-"
+_NEWLINE_TO_SPACE = bytes.maketrans(b"\n", b" ")
+_DELETE = bytes(b for b in range(256) if b not in _KEEP and b != ord("\n"))
+
+
+def count_tokens(text, mode="words"):
+    """``collections.Counter(tokenize(text, mode))``, about twice as fast, keyed by UTF-8 bytes.
+
+    build-dict spends its time here.  Splitting bytes makes cheaper objects than
+    splitting a ``str``, and words starting with ``-`` are dropped from the
+    counts afterwards instead of being tested one by one.  A test checks it
+    against :func:`tokenize` on arbitrary text.
+    """
+    if mode == "pretokenized":
+        counts = collections.Counter(text.encode("utf-8", "surrogatepass").split())
+        lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+        if lines:
+            counts[EOS.encode()] += lines
+        return counts
+    data = text.lower().encode("utf-8", "surrogatepass").translate(_NEWLINE_TO_SPACE, _DELETE)
+    counts = collections.Counter(data.split())
+    for word in [w for w in counts if w.startswith(b"-")]:
+        del counts[word]
+    return counts
 
 
 def tf_tokenize(lines, mode="words"):

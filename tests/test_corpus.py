@@ -1,6 +1,7 @@
 """The vocabulary: the <= min-count rule, a deterministic order, a safe file format."""
 import collections
 import json
+import os
 
 import pytest
 
@@ -92,3 +93,59 @@ def test_shakespeare_train_needs_no_new_unknowns():
     literal_unk = sum(line.split().count("<unk>") for line in path.read_text().splitlines())
     assert vocab.counts[text.UNK_ID] == literal_unk
     assert all(n > 3 for n in vocab.counts[2:])
+
+
+@pytest.fixture
+def mixed_files(tmp_path):
+    """Files that stress the cuts: empty, no final newline, one long line, non-ASCII, many lines."""
+    contents = {
+        "a.txt": "".join(f"Line {i} of a -- with words{i % 13} and Straße\n" for i in range(3000)),
+        "b.txt": "",
+        "c.txt": "one very long line " * 2000,
+        "d.txt": "\n".join(f"émigré {i % 7} naïve caf\u00e9 -x <unk>" for i in range(2000)),
+    }
+    for name, body in contents.items():
+        (tmp_path / name).write_text(body, encoding="utf-8")
+    return [str(tmp_path / name) for name in sorted(contents)]
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+def test_shares_cover_every_byte_once_and_cut_after_newlines(mixed_files, workers):
+    sizes = [os.path.getsize(f) for f in mixed_files]
+    shares = corpus._shares(mixed_files, sizes, workers)
+    assert 1 < len(shares) <= workers
+    ranges = [r for share in shares for r in share]
+    for path in mixed_files:
+        data = open(path, "rb").read()
+        mine = [(s, e) for p, s, e in ranges if p == path]
+        assert b"".join(data[s:e] for s, e in mine) == data
+        assert all(e == len(data) or data[e - 1:e] == b"\n" for _, e in mine)
+    # A share overshoots its equal part by at most the line it had to finish.
+    longest_line = max(len(line) for f in mixed_files for line in open(f, "rb"))
+    assert max(sum(e - s for _, s, e in share) for share in shares) <= sum(sizes) / workers + longest_line
+
+
+@pytest.mark.parametrize("mode", text.MODES)
+def test_worker_processes_count_exactly_as_one_process(mixed_files, mode, monkeypatch):
+    single = corpus.count_tokens(mixed_files, mode, workers=1)
+    assert single == collections.Counter(
+        t for f in mixed_files for t in text.tokenize(open(f, encoding="utf-8").read(), mode))
+    monkeypatch.setattr(corpus, "PARALLEL_MIN_BYTES", 0)
+    seen = []
+    assert corpus.count_tokens(mixed_files, mode, progress=seen.append, workers=2) == single
+    assert sum(seen) == sum(os.path.getsize(f) for f in mixed_files)
+
+
+def test_worker_processes_report_the_first_bad_byte(tmp_path, monkeypatch):
+    good = "fine words here\n" * 4000
+    (tmp_path / "a.txt").write_text(good)
+    (tmp_path / "b.txt").write_bytes(good.encode() + b"caf\xe9\n" + good.encode() + b"\xff\n")
+    files = [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
+    with pytest.raises(UsageError) as single:
+        corpus.count_tokens(files, workers=1)
+    assert f"b.txt is not valid utf-8 (byte {len(good) + 3})" in str(single.value)
+    monkeypatch.setattr(corpus, "PARALLEL_MIN_BYTES", 0)
+    for workers in (2, 4):
+        with pytest.raises(UsageError) as parallel:
+            corpus.count_tokens(files, workers=workers)
+        assert str(parallel.value) == str(single.value)

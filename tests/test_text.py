@@ -1,4 +1,7 @@
 """The normalisation rule: the notes' definition, and Python and TensorFlow agreeing on it."""
+import collections
+
+import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -85,3 +88,21 @@ def test_python_and_tensorflow_agree_on_every_code_point():
     code_points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and c != 0x0A]
     lines = [f"x{chr(c)}Y {chr(c)}" for c in code_points]
     assert tf_tokens(lines) == [text.tokenize(line) for line in lines]
+
+
+def decoded(counts):
+    return {k.decode("utf-8", "surrogatepass"): n for k, n in counts.items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.one_of(st.sampled_from(list("ab -'\n\t\r\v\f\x1c\x85\u2028İK")),
+                                  st.characters()), max_size=80),
+       st.sampled_from(text.MODES))
+def test_fast_counting_equals_counting_the_tokens(body, mode):
+    assert decoded(text.count_tokens(body, mode)) == collections.Counter(text.tokenize(body, mode))
+
+
+@pytest.mark.parametrize("mode", text.MODES)
+def test_fast_counting_on_tricky_lines(mode):
+    body = "\n".join(TRICKY) + "\n<eos> <unk>\n\n"
+    assert decoded(text.count_tokens(body, mode)) == collections.Counter(text.tokenize(body, mode))
