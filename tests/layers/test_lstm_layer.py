@@ -7,20 +7,21 @@ import tensorflow as tf
 from lm_app.layers import LSTM
 
 
-def run(layer, x, initial_state):
+def run(layer, x, initial_state, training=False):
     """Outputs, final states and the gradients of a fixed random projection of them."""
     with tf.GradientTape() as tape:
         tape.watch(x)
-        out, h, c = layer(x, initial_state=initial_state)
+        out, h, c = layer(x, initial_state=initial_state, training=training)
         g = np.random.default_rng(9).normal(size=out.shape).astype("float32")
         loss = tf.reduce_sum(out * g) + tf.reduce_sum(c * c)
     grads = tape.gradient(loss, [x, *initial_state, *layer.trainable_weights])
     return [out, h, c], grads
 
 
+@pytest.mark.parametrize("training", [False, True])  # True: the XLA loops with hand-written BPTT
 @pytest.mark.parametrize("peephole", [False, True])
 @pytest.mark.parametrize("return_sequences", [True, False])
-def test_fused_kernel_equals_the_cell_loop(peephole, return_sequences):
+def test_fused_kernel_equals_the_cell_loop(peephole, return_sequences, training):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(3, 7, 5)), tf.float32)
     state = [tf.Variable(rng.normal(size=(3, 4)), dtype=tf.float32) for _ in range(2)]
@@ -31,8 +32,8 @@ def test_fused_kernel_equals_the_cell_loop(peephole, return_sequences):
     weights = [rng.normal(size=w.shape).astype("float32") * 0.5 for w in fused.get_weights()]
     fused.set_weights(weights)
     loop.set_weights(weights)
-    out_f, grads_f = run(fused, x, state)
-    out_l, grads_l = run(loop, x, state)
+    out_f, grads_f = run(fused, x, state, training)
+    out_l, grads_l = run(loop, x, state, training)
     for a, b in zip(out_f + grads_f, out_l + grads_l):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
 
