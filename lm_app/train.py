@@ -127,10 +127,21 @@ class Metrics:
 
 
 def make_optimizer(cfg):
-    clip = cfg.clip_norm or None  # the notes' gradient clipping, by global norm
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(cfg.learning_rate, global_clipnorm=clip)
-    return keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=clip)
+        return keras.optimizers.SGD(cfg.learning_rate)
+    return keras.optimizers.Adam(cfg.learning_rate)
+
+
+def clip_by_global_norm(grads, max_norm):
+    """The notes' gradient clipping: every gradient scaled by ``max_norm / max(norm, max_norm)``.
+
+    The embedding's sparse gradient holds one row per occurrence of a word;
+    they are summed per word first, so the norm is the true gradient's (as
+    PyTorch's ``clip_grad_norm_`` measures it).  Keras' ``global_clipnorm`` and
+    ``tf.linalg.global_norm`` square the rows as they come, which
+    underestimates the norm whenever a word repeats within a batch.
+    """
+    return tf.clip_by_global_norm([tf.convert_to_tensor(g) for g in grads], max_norm)[0]
 
 
 def token_losses(labels, logits):
@@ -245,6 +256,7 @@ class Trainer:
 
     def __init__(self, objective, vocab_size, cfg, strategy=None):
         self.objective = objective
+        self.clip_norm = cfg.clip_norm
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():  # weights mirrored on every replica and worker
             self.model = objective.build(vocab_size)
@@ -274,6 +286,8 @@ class Trainer:
             losses = token_losses(y, logits)
             loss = tf.nn.compute_average_loss(losses)  # the mean over all replicas' tokens
         grads = tape.gradient(loss, self.model.trainable_variables)
+        if self.clip_norm:
+            grads = clip_by_global_norm(grads, self.clip_norm)
         self.optimizer.apply(grads, self.model.trainable_variables)
         self.train_metrics.update(y, logits, tf.reduce_mean(losses))
         return loss

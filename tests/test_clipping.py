@@ -71,3 +71,42 @@ def test_optimizer_global_clipnorm_equals_manual_clipping():
     # The step really was the clipped one: its length is the threshold, not 50.
     step = np.linalg.norm(_flat(model.get_weights()) - before)
     assert abs(step - 5.0) < 1e-3
+
+
+def test_training_clips_by_the_true_norm_of_a_sparse_embedding_gradient(tmp_path):
+    """One real training step moves the weights by exactly lr * clip, with the norm the dense gradient has.
+
+    The cycle corpus repeats words in every batch, so the embedding's sparse
+    gradient has several rows per word: squaring those rows as they come
+    (Keras' global_clipnorm) would measure a smaller norm than the true one.
+    """
+    from lm_app import corpus
+    from lm_app.config import TrainConfig
+    from lm_app.train import StreamObjective, Trainer
+    from tests.conftest import cycle_corpus
+
+    files = [str(p) for p in sorted(cycle_corpus(tmp_path / "c", repeats=10).glob("*.txt"))]
+    vocab = corpus.build_vocabulary(str(tmp_path / "c" / "*.txt"), min_count=0)
+    cfg = TrainConfig(corpus=str(tmp_path / "c" / "*.txt"), vocab="unused", model_dir=str(tmp_path / "m"),
+                      objective="stream", arch="lstm", layers=1, embedding=8, hidden=8, bptt=6,
+                      batch_size=4, dropout=0.0, optimizer="sgd", learning_rate=1.0, clip_norm=0.01)
+    trainer = Trainer(StreamObjective(cfg, vocab, files), len(vocab), cfg)
+    x, y = next(iter(trainer.objective.batches(0, 0)))
+    vars_ = trainer.model.trainable_variables
+    with tf.GradientTape() as tape:
+        logits = trainer.objective.logits(x, y, training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+    grads = tape.gradient(loss, vars_)
+    trainer.objective.start_epoch()
+    assert any(isinstance(g, tf.IndexedSlices) for g in grads)
+    true_norm = float(tf.linalg.global_norm([tf.convert_to_tensor(g) for g in grads]))
+    sparse_norm = float(tf.linalg.global_norm(grads))  # what squaring the rows as they come measures
+    assert true_norm > 0.01 and true_norm > sparse_norm * 1.002  # rows repeat
+
+    before = [v.numpy().copy() for v in vars_]
+    trainer.train_step(x, y)
+    moved = [v.numpy() - b for v, b in zip(vars_, before)]
+    # Scaled by the sparse norm, the step would be 0.01 * true / sparse >= 0.01002 long.
+    assert abs(np.linalg.norm(_flat(moved)) - 0.01) < 0.01 * (true_norm / sparse_norm - 1) / 4
+    expected = _flat([-0.01 / true_norm * tf.convert_to_tensor(g).numpy() for g in grads])
+    assert np.linalg.norm(_flat(moved) - expected) < 1e-4 * np.linalg.norm(expected)
