@@ -13,7 +13,8 @@ import keras
 from keras import ops
 
 from .errors import UsageError
-from .layers import LSTM, Attention, Decoder, Encoder, GRUCell, LSTMCell, SimpleRNNCell, padding_mask
+from .layers import (LSTM, Attention, Decoder, Encoder, GRUCell, Logits, LSTMCell, SimpleRNNCell,
+                     padding_mask, project)
 
 CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
 
@@ -81,8 +82,11 @@ class TiedOutput(keras.layers.Layer):
         self.bias = self.add_weight(shape=(self.embedding_layer.input_dim,), name="bias",
                                     initializer="zeros")
 
-    def call(self, x):
-        return ops.matmul(x, ops.transpose(self.embedding_layer.embeddings)) + self.bias
+    def call(self, x, training=False):
+        kernel = ops.transpose(self.embedding_layer.embeddings)
+        if training and keras.backend.backend() == "tensorflow":
+            return project(x, kernel, self.bias)
+        return ops.matmul(x, kernel) + self.bias
 
 
 class StreamLM(keras.Model):
@@ -105,7 +109,7 @@ class StreamLM(keras.Model):
                                      return_state=True, name=f"{arch}_{i + 1}")
                      for i in range(layers)]
         self.head = (TiedOutput(self.embed, name="logits") if tied
-                     else keras.layers.Dense(vocab_size, name="logits"))
+                     else Logits(vocab_size, name="logits"))
 
     @property
     def states_per_layer(self):
@@ -123,7 +127,7 @@ class StreamLM(keras.Model):
             x, *state = rnn(x, initial_state=state, training=training)
             new_states.append(state)
             x = self.drop(x, training=training)
-        return self.head(x), new_states
+        return self.head(x, training=training), new_states
 
 
 class AttentionLM(keras.Model):

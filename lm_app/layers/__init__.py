@@ -3,8 +3,9 @@ from .attention import Attention
 from .bidirectional import bidirectional
 from .gru import GRUCell
 from .lstm import LSTM, LSTMCell
+from .projection import Logits, project
 from .rnn import SimpleRNNCell
 from .seq2seq import Decoder, Encoder, padding_mask
 
-__all__ = ["Attention", "Decoder", "Encoder", "GRUCell", "LSTM", "LSTMCell", "SimpleRNNCell",
-           "bidirectional", "padding_mask"]
+__all__ = ["Attention", "Decoder", "Encoder", "GRUCell", "LSTM", "LSTMCell", "Logits",
+           "SimpleRNNCell", "bidirectional", "padding_mask", "project"]

@@ -27,6 +27,8 @@ import keras
 from keras import ops
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from .projection import project
+
 
 @keras.saving.register_keras_serializable(package="lm_app")
 class LSTMCell(keras.layers.Layer, DropoutRNNCell):
@@ -266,7 +268,8 @@ class LSTM(keras.layers.Layer):
         else:
             h0, c0 = initial_state
         # Every step's input projection at once, time first for the loop.
-        z_x = tf.transpose(ops.matmul(inputs, cell.kernel) + cell.bias, [1, 0, 2])
+        z_x = project(inputs, cell.kernel, cell.bias) if training else ops.matmul(inputs, cell.kernel) + cell.bias
+        z_x = tf.transpose(z_x, [1, 0, 2])
         recurrent = tf.convert_to_tensor(cell.recurrent_kernel)
         if training and not cell.peephole:
             hs, c_last = lstm_recurrence(z_x, tf.convert_to_tensor(h0), tf.convert_to_tensor(c0),
