@@ -13,8 +13,8 @@ import keras
 from keras import ops
 
 from .errors import UsageError
-from .layers import (LSTM, Attention, Decoder, Encoder, GRUCell, Logits, LSTMCell, SimpleRNNCell,
-                     padding_mask, project)
+from .layers import (LSTM, Attention, Decoder, Dropout, Encoder, GRUCell, Logits, LSTMCell,
+                     SimpleRNNCell, padding_mask, project)
 
 CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
 
@@ -61,7 +61,7 @@ def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, drop
         x = recurrent_layer(arch, hidden, dropout, seed, peephole,
                             return_sequences=i < layers - 1, name=f"{arch}_{i + 1}")(x)
     if dropout:
-        x = keras.layers.Dropout(dropout, seed=seed)(x)
+        x = Dropout(dropout, seed=seed)(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(ids, logits, name=f"{arch}_lm")
 
@@ -104,7 +104,7 @@ class StreamLM(keras.Model):
             raise UsageError("--tied needs --embedding equal to --hidden")
         self.arch, self.hidden, self.n_layers = arch, hidden, layers
         self.embed = keras.layers.Embedding(vocab_size, embedding, name="embedding")
-        self.drop = keras.layers.Dropout(dropout, seed=seed)
+        self.drop = Dropout(dropout, seed=seed)
         self.rnns = [recurrent_layer(arch, hidden, 0.0, seed, peephole, return_sequences=True,
                                      return_state=True, name=f"{arch}_{i + 1}")
                      for i in range(layers)]
@@ -148,7 +148,7 @@ class AttentionLM(keras.Model):
         self.rnn = recurrent_layer(arch, hidden, dropout, seed, peephole, return_sequences=True,
                                    return_state=True, name=f"{arch}_1")
         self.attention = Attention(score, name="attention")
-        self.drop = keras.layers.Dropout(dropout, seed=seed)
+        self.drop = Dropout(dropout, seed=seed)
         self.head = keras.layers.Dense(vocab_size, name="logits")
 
     def attend(self, ids, training=False):

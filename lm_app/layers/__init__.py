@@ -1,11 +1,12 @@
 """The project's own Keras layers, one file per family, each with its equations."""
 from .attention import Attention
 from .bidirectional import bidirectional
+from .dropout import Dropout
 from .gru import GRUCell
 from .lstm import LSTM, LSTMCell
 from .projection import Logits, project
 from .rnn import SimpleRNNCell
 from .seq2seq import Decoder, Encoder, padding_mask
 
-__all__ = ["Attention", "Decoder", "Encoder", "GRUCell", "LSTM", "LSTMCell", "Logits",
+__all__ = ["Attention", "Decoder", "Dropout", "Encoder", "GRUCell", "LSTM", "LSTMCell", "Logits",
            "SimpleRNNCell", "bidirectional", "padding_mask", "project"]

@@ -189,8 +189,9 @@ def lstm_recurrence(z_x, h0, c0, recurrent_kernel):
 
     Forward and backward are XLA-compiled loops with a hand-written gradient
     (``_backward``), which keeps what the forward pass computed (the gates)
-    instead of letting autodiff rebuild it op by op.  Measured here, 2 x 200
-    units, 35 steps x 20: about twice as fast as autodiff through ``tf.scan``.
+    instead of letting autodiff rebuild it op by op.  Measured here on the
+    recipe's model (2 x 200 units, 35 steps x 20), a whole training step went
+    from 63 to 53 ms against autodiff through ``tf.scan``.
     """
     tf = _tf()
 

@@ -1,0 +1,27 @@
+"""Our Dropout: the very masks and numbers of keras.layers.Dropout, as a product."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lm_app.layers import Dropout
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5])
+def test_same_outputs_and_gradients_as_keras_dropout(rate):
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 6, 8)), tf.float32)
+    ours, theirs = Dropout(rate, seed=7), keras.layers.Dropout(rate, seed=7)
+    for _ in range(3):  # the seed state advances in step
+        results = []
+        for layer in (ours, theirs):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y * tf.range(8.0))  # a different weight per feature
+            results.append((y.numpy(), tape.gradient(loss, x).numpy()))
+        (y_ours, g_ours), (y_theirs, g_theirs) = results
+        np.testing.assert_array_equal(y_ours, y_theirs)
+        np.testing.assert_array_equal(g_ours, g_theirs)
+        dropped = (y_ours == 0).mean()
+        assert 0.5 * rate < dropped < 1.5 * rate
+    np.testing.assert_array_equal(ours(x, training=False).numpy(), x.numpy())
