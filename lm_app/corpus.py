@@ -108,9 +108,13 @@ def count_tokens(files, mode="words", encoding="utf-8", errors="strict", progres
     worker processes, and the counts summed.  Results travel as JSON over a
     pipe (nothing is pickled) and equal the single-process counts exactly.
     """
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise UsageError(f"unknown encoding {encoding!r}") from None
     sizes = [os.path.getsize(f) for f in files]
     workers = workers or os.cpu_count() or 1
-    if (workers < 2 or sum(sizes) < PARALLEL_MIN_BYTES or codecs.lookup(encoding).name not in _SPLITTABLE
+    if (workers < 2 or sum(sizes) < PARALLEL_MIN_BYTES or codec not in _SPLITTABLE
             or "fork" not in multiprocessing.get_all_start_methods()):
         counts = _count_ranges([(f, 0, None) for f in files], mode, encoding, errors, progress)
         return collections.Counter({k.decode("utf-8", "surrogatepass"): n for k, n in counts.items()})

@@ -149,3 +149,10 @@ def test_worker_processes_report_the_first_bad_byte(tmp_path, monkeypatch):
         with pytest.raises(UsageError) as parallel:
             corpus.count_tokens(files, workers=workers)
         assert str(parallel.value) == str(single.value)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_unknown_encoding_is_a_usage_error_for_any_corpus_size(mixed_files, workers, monkeypatch):
+    monkeypatch.setattr(corpus, "PARALLEL_MIN_BYTES", 0)
+    with pytest.raises(UsageError, match="unknown encoding 'no-such-codec'"):
+        corpus.count_tokens(mixed_files, encoding="no-such-codec", workers=workers)
