@@ -165,3 +165,39 @@ def test_token_losses_equal_tensorflows_cross_entropy_and_its_gradient(scale):
     assert ours.shape == (20,) and np.all(np.isfinite(ours))
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * scale)
     np.testing.assert_allclose(our_grad, their_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_tied_softmax_is_the_embedding_matrix_in_training_and_inference():
+    from lm_app.models import TiedOutput
+
+    tied, untied = (StreamLM(11, embedding=8, hidden=8, layers=1, dropout=0.0, tied=t) for t in (True, False))
+    ids = tf.constant(np.random.default_rng(4).integers(0, 11, size=(2, 3)), tf.int32)
+    for model in (tied, untied):
+        model(ids)
+    # Only the output kernel (8 x 11) is gone: the softmax reads the embedding.
+    assert len(untied.trainable_variables) - len(tied.trainable_variables) == 1
+    head = tied.head
+    assert isinstance(head, TiedOutput) and head.embedding_layer is tied.embed
+
+    x = tf.constant(np.random.default_rng(5).normal(size=(2, 3, 8)), tf.float32)
+    weights = tf.constant(np.random.default_rng(6).normal(size=(2, 3, 11)), tf.float32)
+    results = []
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            logits = head(x, training=training)
+            loss = tf.reduce_sum(logits * weights)
+        results.append([logits, *tape.gradient(loss, [tied.embed.embeddings, head.bias])])
+    expected = x.numpy() @ tied.embed.embeddings.numpy().T + head.bias.numpy()
+    np.testing.assert_allclose(results[0][0].numpy(), expected, rtol=1e-5, atol=1e-5)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(np.asarray(tf.convert_to_tensor(a)), np.asarray(tf.convert_to_tensor(b)),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_tied_needs_equal_embedding_and_hidden(tmp_path):
+    from tests.conftest import assert_usage_error, run_cli, tiny_corpus
+
+    glob, vocab = tiny_corpus(tmp_path)
+    proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
+                   "--objective", "stream", "--tied", "--embedding", 16, "--hidden", 32)
+    assert_usage_error(proc, "--tied needs --embedding equal to --hidden")
