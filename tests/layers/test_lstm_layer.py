@@ -18,13 +18,14 @@ def run(layer, x, initial_state, training=False):
     return [out, h, c], grads
 
 
+@pytest.mark.parametrize("batch", [3, 9])  # 9: on a multi-core CPU, two half-batch loops of 4 and 5 rows
 @pytest.mark.parametrize("training", [False, True])  # True: the XLA loops with hand-written BPTT
 @pytest.mark.parametrize("peephole", [False, True])
 @pytest.mark.parametrize("return_sequences", [True, False])
-def test_fused_kernel_equals_the_cell_loop(peephole, return_sequences, training):
+def test_fused_kernel_equals_the_cell_loop(peephole, return_sequences, training, batch):
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(3, 7, 5)), tf.float32)
-    state = [tf.Variable(rng.normal(size=(3, 4)), dtype=tf.float32) for _ in range(2)]
+    x = tf.constant(rng.normal(size=(batch, 7, 5)), tf.float32)
+    state = [tf.Variable(rng.normal(size=(batch, 4)), dtype=tf.float32) for _ in range(2)]
     fused = LSTM(4, peephole=peephole, return_sequences=return_sequences, return_state=True)
     loop = LSTM(4, peephole=peephole, return_sequences=return_sequences, return_state=True, fused=False)
     fused.build(x.shape)
