@@ -47,14 +47,10 @@ def find_files(pattern):
     return files
 
 
-def read_chunks(path, encoding="utf-8", errors="strict"):
-    """Stream a file as blocks of whole lines, so memory stays flat for any corpus size."""
-    for block, _ in _read_blocks(path, encoding, errors):
-        yield block
-
-
 def _read_blocks(path, encoding="utf-8", errors="strict", start=0, end=None):
     """``(text, bytes read)`` for blocks of whole lines of bytes ``[start, end)`` of a file.
+
+    Blocks, not the whole file, so memory stays flat for any corpus size.
 
     Bytes are read in large pieces and decoded incrementally (a character may
     straddle two pieces); each block ends at its last newline and the rest
@@ -116,19 +112,20 @@ def count_tokens(files, mode="words", encoding="utf-8", errors="strict", progres
     workers = workers or os.cpu_count() or 1
     if (workers < 2 or sum(sizes) < PARALLEL_MIN_BYTES or codec not in _SPLITTABLE
             or "fork" not in multiprocessing.get_all_start_methods()):
-        counts = _count_ranges([(f, 0, None) for f in files], mode, encoding, errors, progress)
-        return collections.Counter({k.decode("utf-8", "surrogatepass"): n for k, n in counts.items()})
+        return collections.Counter(_count_ranges([(f, 0, None) for f in files], mode, encoding, errors,
+                                                 progress))
     return _count_in_workers(_shares(files, sizes, workers), mode, encoding, errors, progress)
 
 
 def _count_ranges(ranges, mode, encoding, errors, progress):
+    """Token counts of byte ranges of files, keyed by ``str`` (counted as UTF-8 bytes, decoded once)."""
     counts = collections.Counter()
     for path, start, end in ranges:
         for block, nbytes in _read_blocks(path, encoding, errors, start, end):
             counts.update(text.count_tokens(block, mode))
             if progress and nbytes:
                 progress(nbytes)
-    return counts
+    return {k.decode("utf-8", "surrogatepass"): n for k, n in counts.items()}
 
 
 def _shares(files, sizes, workers):
@@ -204,9 +201,8 @@ def _count_in_workers(shares, mode, encoding, errors, progress):
 
 def _worker(share, mode, encoding, errors, send):
     try:
-        counts = _count_ranges(share, mode, encoding, errors,
-                               lambda n: send.send_bytes(json.dumps({"bytes": n}).encode()))
-        message = {"counts": {k.decode("utf-8", "surrogatepass"): n for k, n in counts.items()}}
+        message = {"counts": _count_ranges(share, mode, encoding, errors,
+                                           lambda n: send.send_bytes(json.dumps({"bytes": n}).encode()))}
     except UsageError as e:
         message = {"error": str(e)}
     send.send_bytes(json.dumps(message).encode())
