@@ -83,10 +83,7 @@ class TiedOutput(keras.layers.Layer):
                                     initializer="zeros")
 
     def call(self, x, training=False):
-        kernel = ops.transpose(self.embedding_layer.embeddings)
-        if training and keras.backend.backend() == "tensorflow":
-            return project(x, kernel, self.bias)
-        return ops.matmul(x, kernel) + self.bias
+        return project(x, ops.transpose(self.embedding_layer.embeddings), self.bias, training)
 
 
 class StreamLM(keras.Model):

@@ -289,11 +289,7 @@ class LSTM(keras.layers.Layer):
             h0, c0 = initial_state
         # Every step's input projection at once, time first for the loop (transposing the
         # input, not the projection, moves a quarter of the bytes).
-        inputs = tf.transpose(inputs, [1, 0, 2])
-        if training:
-            z_x = project(inputs, cell.kernel, cell.bias)
-        else:
-            z_x = ops.matmul(inputs, cell.kernel) + cell.bias
+        z_x = project(tf.transpose(inputs, [1, 0, 2]), cell.kernel, cell.bias, training)
         recurrent = tf.convert_to_tensor(cell.recurrent_kernel)
         if training and not cell.peephole:
             hs, c_last = lstm_recurrence(z_x, tf.convert_to_tensor(h0), tf.convert_to_tensor(c0),

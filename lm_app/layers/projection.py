@@ -13,8 +13,14 @@ import keras
 from keras import ops
 
 
-def project(x, kernel, bias):
-    """``x @ kernel + bias`` for ``x`` of any rank; the backward pass computes ``dx`` before ``dW``."""
+def project(x, kernel, bias, training=True):
+    """``x @ kernel + bias`` for ``x`` of any rank; in training, the backward pass computes ``dx`` before ``dW``.
+
+    Outside training (no gradient coming) or on another backend, the plain
+    product, which exports and converts anywhere.
+    """
+    if not training or keras.backend.backend() != "tensorflow":
+        return ops.matmul(x, kernel) + bias
     import tensorflow as tf
 
     kernel = tf.convert_to_tensor(kernel)
@@ -49,9 +55,7 @@ class Logits(keras.layers.Layer):
         self.bias = self.add_weight(shape=(self.units,), name="bias", initializer="zeros")
 
     def call(self, x, training=False):
-        if training and keras.backend.backend() == "tensorflow":
-            return project(x, self.kernel, self.bias)
-        return ops.matmul(x, self.kernel) + self.bias
+        return project(x, self.kernel, self.bias, training)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
