@@ -59,8 +59,31 @@ def padding_mask(ids):
     return ops.not_equal(ids, PAD)
 
 
+class _EmbeddedCell(keras.layers.Layer):
+    """What the encoder and the decoder share: word ids, embedded, read by a cell of ``units``."""
+
+    def __init__(self, vocab_size, embedding, units, cell, **kwargs):
+        _cell_class(cell)
+        _check_positive({"vocab_size": vocab_size, "embedding": embedding, "units": units})
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.embedding = embedding
+        self.units = units
+        self.cell = cell
+        self.embed = keras.layers.Embedding(vocab_size, embedding, name="embedding")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "embedding": self.embedding,
+            "units": self.units,
+            "cell": self.cell,
+        }
+
+
 @keras.saving.register_keras_serializable(package="lm_app")
-class Encoder(keras.layers.Layer):
+class Encoder(_EmbeddedCell):
     """Embeds and reads a padded batch of source ids.
 
     Call: ``encoder(ids) -> (outputs, states)`` with ``ids`` (batch, T) int,
@@ -80,16 +103,10 @@ class Encoder(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size, embedding, units, cell="lstm", bidirectional=False, **kwargs):
-        cell_class = _cell_class(cell)
-        _check_positive({"vocab_size": vocab_size, "embedding": embedding, "units": units})
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-        self.embedding = embedding
-        self.units = units
-        self.cell = cell
+        super().__init__(vocab_size, embedding, units, cell, **kwargs)
+        cell_class = CELLS[cell]
         self.bidirectional = bool(bidirectional)
         self.units_out = 2 * units if self.bidirectional else units
-        self.embed = keras.layers.Embedding(vocab_size, embedding, name="embedding")
         if self.bidirectional:
             self.rnn = make_bidirectional(lambda: cell_class(units), return_sequences=True,
                                      return_state=True)
@@ -121,18 +138,11 @@ class Encoder(keras.layers.Layer):
         return None  # the caller builds the mask from the ids: ``padding_mask(ids)``
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "vocab_size": self.vocab_size,
-            "embedding": self.embedding,
-            "units": self.units,
-            "cell": self.cell,
-            "bidirectional": self.bidirectional,
-        }
+        return {**super().get_config(), "bidirectional": self.bidirectional}
 
 
 @keras.saving.register_keras_serializable(package="lm_app")
-class Decoder(keras.layers.Layer):
+class Decoder(_EmbeddedCell):
     """An attentive decoder with input feeding, run with teacher forcing or step by step.
 
     Call: ``decoder(target_ids, initial_states, encoder_outputs, encoder_mask=None,
@@ -153,16 +163,9 @@ class Decoder(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size, embedding, units, cell="lstm", score="general", **kwargs):
-        cell_class = _cell_class(cell)
-        _check_positive({"vocab_size": vocab_size, "embedding": embedding, "units": units})
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-        self.embedding = embedding
-        self.units = units
-        self.cell = cell
+        super().__init__(vocab_size, embedding, units, cell, **kwargs)
         self.score = score
-        self.embed = keras.layers.Embedding(vocab_size, embedding, name="embedding")
-        self.rnn_cell = cell_class(units, name="cell")
+        self.rnn_cell = CELLS[cell](units, name="cell")
         self.attention = Attention(score, name="attention")
         self.output_layer = keras.layers.Dense(vocab_size, name="logits")
 
@@ -224,11 +227,4 @@ class Decoder(keras.layers.Layer):
         return None
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "vocab_size": self.vocab_size,
-            "embedding": self.embedding,
-            "units": self.units,
-            "cell": self.cell,
-            "score": self.score,
-        }
+        return {**super().get_config(), "score": self.score}
