@@ -49,11 +49,11 @@ def tokenize(text, mode="words"):
     return [w for w in cleaned.split(" ") if w and not w.startswith("-")]
 
 
-# The words rule on UTF-8 bytes: every byte of a non-ASCII character is >= 0x80,
-# so deleting bytes outside the kept set deletes exactly the characters outside it.
-_KEEP = b"abcdefghijklmnopqrstuvwxyz '-"
+# The words rule on UTF-8 bytes, derived from DELETE_PATTERN: every byte of a non-ASCII
+# character is >= 0x80 (outside the kept set), so deleting the bytes the pattern deletes
+# deletes exactly the characters it deletes.  The newline becomes a space instead.
 _NEWLINE_TO_SPACE = bytes.maketrans(b"\n", b" ")
-_DELETE = bytes(b for b in range(256) if b not in _KEEP and b != ord("\n"))
+_DELETE = bytes(b for b in range(256) if b != ord("\n") and _delete.fullmatch(chr(b)))
 
 
 def count_tokens(text, mode="words"):
