@@ -148,26 +148,31 @@ def _forward(z_x, h0, c0, recurrent_kernel):
 def _backward(dhs, dc_last, hs, cs, gates, h0, c0, recurrent_kernel):
     """Backpropagation through time, written out: the gradients of ``_forward``'s inputs.
 
-    Per step only ``dz_t U^T`` is a matmul; the weight gradient
+    Of the gate derivatives only ``dh`` and ``dc`` depend on the step before;
+    every other factor is known from the forward pass, so it is computed for
+    all steps at once before the loop, which keeps each step to two
+    multiply-adds, one product and ``dz_t U^T``.  The weight gradient
     ``dU = sum_t h_{t-1}^T dz_t`` is one large matmul over all steps after the
     loop, where the CPU runs near its peak, instead of 35 small ones.
     """
     tf = _tf()
     c_prev = tf.concat([c0[None], cs[:-1]], 0)
+    i, f, g, o = tf.split(gates, 4, axis=-1)
+    tanh_c = tf.tanh(cs)
+    dc_per_dh = o * (1 - tanh_c * tanh_c)
+    dz_per_dc_dh = tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g),
+                              tanh_c * o * (1 - o)], -1)  # the last quarter multiplies dh, the rest dc
     recurrent_t = tf.transpose(recurrent_kernel)
 
     def step(carry, inputs):
         dh_next, dc_next, _ = carry
-        dh_out, gate, c, c_before = inputs
+        dh_out, dc_dh, dz_dcdh, f_t = inputs
         dh = dh_out + dh_next
-        i, f, g, o = tf.split(gate, 4, axis=-1)
-        tanh_c = tf.tanh(c)
-        dc = dc_next + dh * o * (1 - tanh_c * tanh_c)  # the carousel: dc flows on through f
-        dz = tf.concat([dc * g * i * (1 - i), dc * c_before * f * (1 - f), dc * i * (1 - g * g),
-                        dh * tanh_c * o * (1 - o)], -1)
-        return tf.matmul(dz, recurrent_t), dc * f, dz
+        dc = dc_next + dh * dc_dh
+        dz = tf.concat([dc, dc, dc, dh], -1) * dz_dcdh
+        return tf.matmul(dz, recurrent_t), dc * f_t, dz  # dc flows on through f: the carousel
 
-    dh0, dc0, dz = tf.scan(step, (dhs, gates, cs, c_prev), reverse=True,
+    dh0, dc0, dz = tf.scan(step, (dhs, dc_per_dh, dz_per_dc_dh, f), reverse=True,
                            initializer=(tf.zeros_like(h0), dc_last, tf.zeros_like(gates[0])))
     h_prev = tf.concat([h0[None], hs[:-1]], 0)
     units = tf.shape(h0)[-1]
