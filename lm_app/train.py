@@ -212,10 +212,10 @@ class WindowObjective:
         return data.batched(self.train_windows, self.cfg.batch_size, shuffle=True,
                             seed=self.cfg.seed * 100_003 + epoch).skip(skip)
 
-    def logits(self, x, y, training):
+    def logits_and_labels(self, x, y, training):
         if self.cfg.arch == "seq2seq":  # teacher forcing: the decoder reads the true words
-            return self.model((x, self.model.decoder_inputs(x, y)), training=training)
-        return self.model(x, training=training)
+            return self.model((x, self.model.decoder_inputs(x, y)), training=training), y
+        return self.model(x, training=training), y
 
     def evaluate(self, step):
         for x, y in self.valid:
@@ -264,11 +264,13 @@ class StreamObjective:
         k = self.model.states_per_layer
         return [list(flat[i:i + k]) for i in range(0, len(flat), k)]
 
-    def logits(self, x, y, training):
-        logits, new = self.model(x, self._nest([s.value() for s in self.states]), training=training)
+    def logits_and_labels(self, x, y, training):
+        # Time-major: the order the recurrent loops run in, so no activation is ever transposed.
+        logits, new = self.model.time_major(tf.transpose(x), self._nest([s.value() for s in self.states]),
+                                            training=training)
         for var, value in zip(self.states, [s for layer in new for s in layer]):
             var.assign(value)
-        return logits
+        return logits, tf.transpose(y)
 
     def evaluate(self, step):
         saved = [s.numpy() for s in self.states]
@@ -310,19 +312,19 @@ class Trainer:
 
     def _train_step(self, x, y):
         with tf.GradientTape() as tape:
-            logits = self.objective.logits(x, y, training=True)
-            losses = token_losses(y, logits)
+            logits, labels = self.objective.logits_and_labels(x, y, training=True)
+            losses = token_losses(labels, logits)
             loss = tf.nn.compute_average_loss(losses)  # the mean over all replicas' tokens
         grads = tape.gradient(loss, self.model.trainable_variables)
         if self.clip_norm:
             grads = clip_by_global_norm(grads, self.clip_norm)
         self.optimizer.apply(grads, self.model.trainable_variables)
-        self.train_metrics.update(y, logits, tf.reduce_mean(losses))
+        self.train_metrics.update(labels, logits, tf.reduce_mean(losses))
         return loss
 
     def _eval_step(self, x, y):
-        logits = self.objective.logits(x, y, training=False)
-        self.eval_metrics.update(y, logits, tf.reduce_mean(token_losses(y, logits)))
+        logits, labels = self.objective.logits_and_labels(x, y, training=False)
+        self.eval_metrics.update(labels, logits, tf.reduce_mean(token_losses(labels, logits)))
 
     def evaluate(self):
         self.eval_metrics.reset()

@@ -41,6 +41,24 @@ def test_token_ids_end_lines_with_eos_in_pretokenized_mode(tmp_path):
     assert [vocab.tokens[i] for i in ids] == ["x", "y", "<eos>", "z", "<eos>"]
 
 
+@pytest.mark.parametrize("arch", ["rnn", "gru", "lstm"])
+def test_the_time_major_model_equals_its_layers_run_batch_major(arch):
+    """Training reads the stream model time-major; a plain batch-major pass over the same weights agrees."""
+    import keras
+
+    model = StreamLM(13, arch, embedding=6, hidden=5, layers=2, dropout=0.0, seed=1)
+    ids = tf.constant(np.random.default_rng(0).integers(0, 13, size=(3, 4)), tf.int32)
+    states = [[tf.random.stateless_normal((3, 5), seed=(i, j)) for j in range(model.states_per_layer)]
+              for i in range(2)]
+    logits, new_states = model(ids, states)
+    x = model.embed(ids)
+    for layer, state in zip(model.rnns, states):
+        cell = layer.cell if arch == "lstm" else layer.layer.cell
+        x, *state = keras.layers.RNN(cell, return_sequences=True, return_state=True)(x, initial_state=state)
+        np.testing.assert_allclose(np.concatenate(new_states.pop(0)), np.concatenate(state), atol=1e-5)
+    np.testing.assert_allclose(logits.numpy(), model.head(x).numpy(), atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def stream_model(tmp_path_factory):
     """A small stream LSTM trained on the cycle corpus with 3-token chunks."""

@@ -256,12 +256,17 @@ class LSTM(keras.layers.Layer):
         return_sequences: every step's ``h``, or only the last.
         return_state: also return the final ``[h, c]``.
         fused: allow the fast paths (off: always the readable loop).
+        time_major: sequences (and masks) come and go as ``[time, batch, ...]``,
+            the order the loops run in, which spares the fast paths two
+            transposes.
     """
 
     def __init__(self, units, peephole=False, forget_bias=1.0, dropout=0.0, recurrent_dropout=0.0,
-                 seed=None, return_sequences=False, return_state=False, fused=True, **kwargs):
+                 seed=None, return_sequences=False, return_state=False, fused=True, time_major=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.units = units
+        self.time_major = time_major
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.fused = fused
@@ -272,29 +277,43 @@ class LSTM(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        self.rnn.build(input_shape)
+        self.rnn.build(self._batch_major(input_shape))
+
+    def _batch_major(self, shape):
+        return (shape[1], shape[0], *shape[2:]) if self.time_major else tuple(shape)
 
     def call(self, inputs, initial_state=None, mask=None, training=False):
         use_loop = (not self.fused or mask is not None or keras.backend.backend() != "tensorflow"
                     or (training and self.cell.recurrent_dropout > 0))
-        if use_loop:
+        if not use_loop:
+            return self._fast(inputs, initial_state, training)
+        if not self.time_major:
             return self.rnn(inputs, initial_state=initial_state, mask=mask, training=training)
-        return self._fast(inputs, initial_state, training)
+        if mask is not None:
+            mask = ops.transpose(mask)
+        out = self.rnn(ops.transpose(inputs, [1, 0, 2]), initial_state=initial_state, mask=mask,
+                       training=training)
+        if not self.return_sequences:
+            return out
+        if not self.return_state:
+            return ops.transpose(out, [1, 0, 2])
+        return [ops.transpose(out[0], [1, 0, 2]), *out[1:]]
 
     def _fast(self, inputs, initial_state, training):
         tf = _tf()
         cell = self.cell
+        # Time first for the loop.  Transposing the input, not the projection, moves a quarter
+        # of the bytes; a time-major caller (the stream model) spares both transposes.
+        x = inputs if self.time_major else tf.transpose(inputs, [1, 0, 2])
         if training and cell.dropout > 0:
-            inputs = inputs * ops.expand_dims(cell.get_dropout_mask(inputs[:, 0, :]), 1)
+            x = x * cell.get_dropout_mask(x[0])[None]
             cell.reset_dropout_mask()
-        batch = ops.shape(inputs)[0]
+        batch = ops.shape(x)[1]
         if initial_state is None:
             h0 = c0 = ops.zeros((batch, self.units), dtype=inputs.dtype)
         else:
             h0, c0 = initial_state
-        # Every step's input projection at once, time first for the loop (transposing the
-        # input, not the projection, moves a quarter of the bytes).
-        z_x = project(tf.transpose(inputs, [1, 0, 2]), cell.kernel, cell.bias, training)
+        z_x = project(x, cell.kernel, cell.bias, training)  # every step's input projection at once
         recurrent = tf.convert_to_tensor(cell.recurrent_kernel)
         if training and not cell.peephole:
             hs, c_last = lstm_recurrence(z_x, tf.convert_to_tensor(h0), tf.convert_to_tensor(c0),
@@ -302,7 +321,9 @@ class LSTM(keras.layers.Layer):
         else:
             hs, c_last = self._scan(z_x, h0, c0, recurrent)
         h_last = hs[-1]
-        output = tf.transpose(hs, [1, 0, 2]) if self.return_sequences else h_last
+        output = h_last
+        if self.return_sequences:
+            output = hs if self.time_major else tf.transpose(hs, [1, 0, 2])
         return [output, h_last, c_last] if self.return_state else output
 
     def _scan(self, z_x, h0, c0, recurrent):
@@ -324,7 +345,12 @@ class LSTM(keras.layers.Layer):
         return hs, cs[-1]
 
     def compute_output_shape(self, input_shape):
-        return self.rnn.compute_output_shape(input_shape)
+        shapes = self.rnn.compute_output_shape(self._batch_major(input_shape))
+        if not (self.time_major and self.return_sequences):
+            return shapes
+        if not self.return_state:
+            return self._batch_major(shapes)
+        return [self._batch_major(shapes[0]), *shapes[1:]]
 
     def get_config(self):
         cell = self.cell
@@ -339,4 +365,5 @@ class LSTM(keras.layers.Layer):
             "return_sequences": self.return_sequences,
             "return_state": self.return_state,
             "fused": self.fused,
+            "time_major": self.time_major,
         }

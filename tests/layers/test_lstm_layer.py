@@ -8,10 +8,18 @@ from lm_app.layers import LSTM
 
 
 def run(layer, x, initial_state, training=False):
-    """Outputs, final states and the gradients of a fixed random projection of them."""
+    """Outputs, final states and the gradients of a fixed random projection of them.
+
+    A time-major layer is given ``x`` transposed, and its output is transposed
+    back, so that every layer's results compare with the batch-major loop's.
+    """
     with tf.GradientTape() as tape:
         tape.watch(x)
-        out, h, c = layer(x, initial_state=initial_state, training=training)
+        if layer.time_major:
+            out, h, c = layer(tf.transpose(x, [1, 0, 2]), initial_state=initial_state, training=training)
+            out = tf.transpose(out, [1, 0, 2]) if layer.return_sequences else out
+        else:
+            out, h, c = layer(x, initial_state=initial_state, training=training)
         g = np.random.default_rng(9).normal(size=out.shape).astype("float32")
         loss = tf.reduce_sum(out * g) + tf.reduce_sum(c * c)
     grads = tape.gradient(loss, [x, *initial_state, *layer.trainable_weights])
@@ -22,11 +30,13 @@ def run(layer, x, initial_state, training=False):
 @pytest.mark.parametrize("training", [False, True])  # True: the XLA loops with hand-written BPTT
 @pytest.mark.parametrize("peephole", [False, True])
 @pytest.mark.parametrize("return_sequences", [True, False])
-def test_fused_kernel_equals_the_cell_loop(peephole, return_sequences, training, batch):
+@pytest.mark.parametrize("time_major", [False, True])
+def test_fused_kernel_equals_the_cell_loop(peephole, return_sequences, training, batch, time_major):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(batch, 7, 5)), tf.float32)
     state = [tf.Variable(rng.normal(size=(batch, 4)), dtype=tf.float32) for _ in range(2)]
-    fused = LSTM(4, peephole=peephole, return_sequences=return_sequences, return_state=True)
+    fused = LSTM(4, peephole=peephole, return_sequences=return_sequences, return_state=True,
+                 time_major=time_major)
     loop = LSTM(4, peephole=peephole, return_sequences=return_sequences, return_state=True, fused=False)
     fused.build(x.shape)
     loop.build(x.shape)
@@ -49,6 +59,24 @@ def test_masked_input_takes_the_loop_and_matches_keras():
     builtin.build(x.shape)
     ours.set_weights(builtin.get_weights())
     np.testing.assert_allclose(ours(x, mask=mask).numpy(), builtin(x, mask=mask).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_a_time_major_layer_on_the_readable_loop_reads_time_major_masks(return_sequences):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 6, 3)).astype("float32")
+    mask = np.array([[1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1]], bool)
+    batch_major = LSTM(4, return_sequences=return_sequences, return_state=True, fused=False)
+    time_major = LSTM(4, return_sequences=return_sequences, return_state=True, fused=False, time_major=True)
+    batch_major.build(x.shape)
+    time_major.build(x.transpose(1, 0, 2).shape)
+    time_major.set_weights(batch_major.get_weights())
+    expected = batch_major(x, mask=mask)
+    got = time_major(x.transpose(1, 0, 2), mask=mask.T)
+    if return_sequences:
+        got[0] = tf.transpose(got[0], [1, 0, 2])
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
 def test_layer_round_trips_through_a_keras_file(tmp_path):
