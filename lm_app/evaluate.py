@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from . import data, text
+from . import data, losses, text
 from .atomic import read_json
 from .config import TrainConfig
 from .corpus import Vocabulary, find_files
@@ -74,13 +74,14 @@ def score(model, cfg, vocab, files, batch_size=256):
 
     @tf.function(reduce_retracing=True)
     def sum_up(logits, y):
-        y = tf.reshape(y, [-1])
-        logits = tf.reshape(logits, [tf.size(y), -1])
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
-        return tf.stack([tf.reduce_sum(tf.cast(nll, tf.float64)),
-                         tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, 1), tf.float64)),
-                         tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, 5), tf.float64)),
-                         tf.cast(tf.size(y), tf.float64)]), tf.reduce_sum(tf.cast(y == text.UNK_ID, tf.int64))
+        nll, ranks = losses.token_losses(y, logits, training=False)
+
+        def count(hits):
+            return tf.reduce_sum(tf.cast(hits, tf.float64))
+
+        return (tf.stack([tf.reduce_sum(tf.cast(nll, tf.float64)), count(ranks < 1), count(ranks < 5),
+                          tf.cast(tf.size(ranks), tf.float64)]),
+                tf.reduce_sum(tf.cast(y == text.UNK_ID, tf.int64)))
 
     start = time.perf_counter()
     if cfg.objective == "stream":

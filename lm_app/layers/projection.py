@@ -54,8 +54,12 @@ class Logits(keras.layers.Layer):
                                       initializer="glorot_uniform")
         self.bias = self.add_weight(shape=(self.units,), name="bias", initializer="zeros")
 
+    def affine(self):
+        """``(kernel, bias)`` of ``logits = x kernel + bias``."""
+        return self.kernel, self.bias
+
     def call(self, x, training=False):
-        return project(x, self.kernel, self.bias, training)
+        return project(x, *self.affine(), training)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
