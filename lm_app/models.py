@@ -160,13 +160,13 @@ class StreamLM(keras.Model):
 
     def features(self, ids, states=None, training=False):
         """``ids[time, batch]`` -> what the softmax layer reads, ``[time, batch, hidden]``, and the states."""
-        x = self.drop(self.embed(ids), training=training)
+        x = self.drop(self.embed(ids), training=training, time_major=True)
         states = states or [None] * self.n_layers
         new_states = []
         for rnn, state in zip(self.rnns, states):
             x, *state = rnn(x, initial_state=state, training=training)
             new_states.append(state)
-            x = self.drop(x, training=training)
+            x = self.drop(x, training=training, time_major=True)
         return x, new_states
 
 

@@ -25,3 +25,12 @@ def test_same_outputs_and_gradients_as_keras_dropout(rate):
         dropped = (y_ours == 0).mean()
         assert 0.5 * rate < dropped < 1.5 * rate
     np.testing.assert_array_equal(ours(x, training=False).numpy(), x.numpy())
+
+
+def test_a_time_major_input_gets_the_masks_of_its_batch_major_twin():
+    x = tf.constant(np.random.default_rng(1).normal(size=(4, 6, 8)), tf.float32)  # batch-major
+    batch_major, time_major = Dropout(0.3, seed=5), Dropout(0.3, seed=5)
+    for _ in range(2):
+        expected = batch_major(x, training=True)
+        got = time_major(tf.transpose(x, [1, 0, 2]), training=True, time_major=True)
+        np.testing.assert_array_equal(tf.transpose(got, [1, 0, 2]).numpy(), expected.numpy())
