@@ -9,7 +9,10 @@ Two shapes of model, one per training objective:
   logits[batch, time, vocab], states``; the final states feed the next chunk
   (truncated backpropagation through time).
 """
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
 from . import losses
@@ -135,6 +138,36 @@ class StreamLM(keras.Model):
         self.head = (TiedOutput(self.embed, name="logits") if tied
                      else Logits(vocab_size, name="logits"))
 
+    def recipe_init(self, seed=None):
+        """Give the (built) model PyTorch ``word_language_model``'s initial weights.
+
+        The embedding and the softmax kernel uniform in +-0.1 and the softmax
+        bias zero, as the recipe sets them; every recurrent weight uniform in
+        +-1/sqrt(hidden), PyTorch's default, and each recurrent bias the sum
+        of two such draws (PyTorch's recurrent layers keep two bias vectors
+        that always add up).  Peepholes stay zero.  Against Keras' defaults
+        (Glorot, orthogonal, forget bias 1) this mattered on the recipe: over
+        seeds 1111, 1112, 1113, 2222 and 3333, 4 epochs on Shakespeare
+        reached a validation perplexity of 96-98 instead of 97-113, and a
+        test perplexity of 110-117 instead of 115-137.
+        """
+        rng = np.random.default_rng(seed)
+
+        def uniform(variable, bound):
+            return rng.uniform(-bound, bound, variable.shape).astype(variable.dtype)
+
+        self.embed.embeddings.assign(uniform(self.embed.embeddings, 0.1))
+        if isinstance(self.head, Logits):  # a tied head reads the embedding
+            self.head.kernel.assign(uniform(self.head.kernel, 0.1))
+        self.head.bias.assign(np.zeros(self.head.bias.shape, self.head.bias.dtype))
+        bound = 1 / math.sqrt(self.hidden)
+        for layer in self.rnns:
+            for weight in layer.trainable_weights:
+                if weight.name.startswith("peephole"):
+                    continue
+                value = uniform(weight, bound)
+                weight.assign(value + uniform(weight, bound) if weight.name == "bias" else value)
+
     @property
     def states_per_layer(self):
         return 2 if self.arch == "lstm" else 1
@@ -239,6 +272,7 @@ def stream_model(cfg, vocab_size):
     model = StreamLM(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
                      cfg.tied, cfg.seed, cfg.peephole)
     model(ops.zeros((1, 1), dtype="int32"))
+    model.recipe_init(cfg.seed)
     return model
 
 

@@ -91,6 +91,9 @@ def test_training_clips_by_the_true_norm_of_a_sparse_embedding_gradient(tmp_path
                       objective="stream", arch="lstm", layers=1, embedding=8, hidden=8, bptt=6,
                       batch_size=4, dropout=0.0, optimizer="sgd", learning_rate=1.0, clip_norm=0.01)
     trainer = Trainer(StreamObjective(cfg, vocab, files), len(vocab), cfg)
+    rng = np.random.default_rng(0)  # weights large enough that the embedding's gradient weighs in the norm
+    for weight in trainer.model.trainable_weights:
+        weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
     x, y = next(iter(trainer.objective.batches(0, 0)))
     vars_ = trainer.model.trainable_variables
     with tf.GradientTape() as tape:
