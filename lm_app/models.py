@@ -18,7 +18,7 @@ from keras import ops
 from . import losses
 from .errors import UsageError
 from .layers import (LSTM, Attention, Decoder, Dropout, Encoder, GRUCell, Logits, LSTMCell,
-                     SimpleRNNCell, padding_mask, project)
+                     SimpleRNNCell, TimeMajor, padding_mask, project)
 
 CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
 
@@ -47,22 +47,6 @@ def recurrent_layer(arch, units, dropout=0.0, seed=None, peephole=False, return_
     rnn = keras.layers.RNN(cell, return_sequences=return_sequences, return_state=return_state,
                            name=name)
     return TimeMajor(rnn) if time_major else rnn
-
-
-class TimeMajor(keras.layers.Wrapper):
-    """A batch-major recurrent layer that reads and returns time-major sequences."""
-
-    def build(self, input_shape):
-        time, batch, features = input_shape
-        self.layer.build((batch, time, features))
-
-    def call(self, inputs, initial_state=None, training=False):
-        outputs = self.layer(ops.transpose(inputs, [1, 0, 2]), initial_state=initial_state,
-                             training=training)
-        sequence, *states = outputs if self.layer.return_state else [outputs]
-        if self.layer.return_sequences:
-            sequence = ops.transpose(sequence, [1, 0, 2])
-        return [sequence, *states] if self.layer.return_state else sequence
 
 
 def check_sizes(embedding, hidden, layers, dropout):

@@ -7,6 +7,7 @@ from .lstm import LSTM, LSTMCell
 from .projection import Logits, project
 from .rnn import SimpleRNNCell
 from .seq2seq import Decoder, Encoder, padding_mask
+from .time_major import TimeMajor
 
 __all__ = ["Attention", "Decoder", "Dropout", "Encoder", "GRUCell", "LSTM", "LSTMCell", "Logits",
-           "SimpleRNNCell", "bidirectional", "padding_mask", "project"]
+           "SimpleRNNCell", "TimeMajor", "bidirectional", "padding_mask", "project"]

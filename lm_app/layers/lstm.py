@@ -30,6 +30,7 @@ from keras import ops
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from .projection import project
+from .time_major import call_time_major
 
 
 @keras.saving.register_keras_serializable(package="lm_app")
@@ -287,17 +288,10 @@ class LSTM(keras.layers.Layer):
                     or (training and self.cell.recurrent_dropout > 0))
         if not use_loop:
             return self._fast(inputs, initial_state, training)
-        if not self.time_major:
-            return self.rnn(inputs, initial_state=initial_state, mask=mask, training=training)
-        if mask is not None:
-            mask = ops.transpose(mask)
-        out = self.rnn(ops.transpose(inputs, [1, 0, 2]), initial_state=initial_state, mask=mask,
-                       training=training)
-        if not self.return_sequences:
-            return out
-        if not self.return_state:
-            return ops.transpose(out, [1, 0, 2])
-        return [ops.transpose(out[0], [1, 0, 2]), *out[1:]]
+        if self.time_major:
+            return call_time_major(self.rnn, inputs, initial_state=initial_state, mask=mask,
+                                   training=training)
+        return self.rnn(inputs, initial_state=initial_state, mask=mask, training=training)
 
     def _fast(self, inputs, initial_state, training):
         tf = _tf()
