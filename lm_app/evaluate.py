@@ -74,13 +74,7 @@ def score(model, cfg, vocab, files, batch_size=256):
 
     @tf.function(reduce_retracing=True)
     def sum_up(logits, y):
-        nll, ranks = losses.token_losses(y, logits, training=False)
-
-        def count(hits):
-            return tf.reduce_sum(tf.cast(hits, tf.float64))
-
-        return (tf.stack([tf.reduce_sum(tf.cast(nll, tf.float64)), count(ranks < 1), count(ranks < 5),
-                          tf.cast(tf.size(ranks), tf.float64)]),
+        return (losses.totals(*losses.token_losses(y, logits, training=False)),
                 tf.reduce_sum(tf.cast(y == text.UNK_ID, tf.int64)))
 
     start = time.perf_counter()

@@ -79,3 +79,12 @@ def projected_token_losses(x, kernel, bias, labels, training=True):
         return (values, rank), grad
 
     return losses(x, kernel, bias)
+
+
+def totals(losses, ranks):
+    """``[sum of losses, top-1 hits, top-5 hits, tokens]`` in float64: what running metrics add up."""
+    def count(hits):
+        return tf.reduce_sum(tf.cast(hits, tf.float64))
+
+    return tf.stack([tf.reduce_sum(tf.cast(losses, tf.float64)), count(ranks < 1), count(ranks < 5),
+                     tf.cast(tf.size(ranks), tf.float64)])

@@ -112,13 +112,9 @@ class Metrics:
     def reset(self):
         self.sums.assign(tf.zeros([4], tf.float64))
 
-    def update(self, losses, ranks):
+    def update(self, token_losses, ranks):
         """Add a batch: each token's loss, and its label's rank (top-k holds it when the rank is below k)."""
-        def count(hits):
-            return tf.reduce_sum(tf.cast(hits, tf.float64))
-
-        self.sums.assign_add(tf.stack([tf.reduce_sum(tf.cast(losses, tf.float64)), count(ranks < 1),
-                                       count(ranks < 5), tf.cast(tf.size(ranks), tf.float64)]))
+        self.sums.assign_add(losses.totals(token_losses, ranks))
 
     def result(self):
         loss, top1, top5, n = self.sums.numpy()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lm_app.losses import projected_token_losses, token_losses
+from lm_app.losses import projected_token_losses, token_losses, totals
 
 
 def reference(labels, logits):
@@ -62,3 +62,9 @@ def test_projected_losses_equal_the_plain_product_in_values_and_every_gradient()
     inference, ranks = projected_token_losses(x, kernel, bias, labels, training=False)
     np.testing.assert_allclose(inference.numpy(), results[1][0].numpy(), rtol=1e-5, atol=1e-5)
     assert ranks.shape == (12,)
+
+
+def test_totals_sum_losses_and_count_top1_top5_and_tokens():
+    got = totals(tf.constant([1.0, 2.0, 3.5]), tf.constant([0, 4, 5]))
+    assert got.dtype == tf.float64
+    np.testing.assert_array_equal(got.numpy(), [6.5, 1, 2, 3])
