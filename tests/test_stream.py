@@ -226,3 +226,51 @@ def test_stream_models_start_from_the_recipes_initial_weights(arch):
             bound, std = 0.1, 0.1 / np.sqrt(3)
         assert np.abs(value).max() <= bound, name
         assert abs(value.std() - std) < 0.1 * std and abs(value.mean()) < 0.2 * std, name
+
+
+def test_several_steps_in_one_call_equal_one_call_per_step(tmp_path):
+    """The training loop runs many steps per call of its graph: they must be exactly the single steps,
+    the epoch's short last chunk included, and the call must count the tokens it predicted."""
+    from lm_app.train import StreamObjective, Trainer
+
+    glob = str(cycle_corpus(tmp_path / "c", repeats=3) / "*.txt")
+    vocab = corpus.build_vocabulary(glob, min_count=0)
+    cfg = TrainConfig(corpus=glob, vocab="unused", model_dir=str(tmp_path / "m"), objective="stream",
+                      arch="lstm", layers=2, embedding=8, hidden=8, bptt=7, batch_size=4, dropout=0.3,
+                      optimizer="sgd", learning_rate=1.0, clip_norm=0.5, seed=5)
+    files = corpus.find_files(glob)
+
+    def trainer():
+        t = Trainer(StreamObjective(cfg, vocab, files), len(vocab), cfg)
+        t.objective.start_epoch()
+        return t
+
+    one, many = trainer(), trainer()
+    n = one.objective.n_train
+    chunks = list(one.objective.batches(0, 0))
+    assert len(chunks) == n >= 4 and chunks[-1][1].shape[1] < cfg.bptt  # a short last chunk
+    for x, y in chunks:
+        one.train_step(x, y)
+    batches = iter(many.objective.batches(0, 0))
+    counted = [int(many.train_steps(batches, tf.constant(k))) for k in (1, n - 3, 2)]
+    assert counted == [4 * cfg.bptt, 4 * cfg.bptt * (n - 3), 4 * cfg.bptt + chunks[-1][1].shape.num_elements()]
+    assert int(many.step.numpy()) == int(one.step.numpy()) == n
+    state = lambda t: [v.numpy() for v in [*t.model.variables, *t.optimizer.variables,  # noqa: E731
+                                           *t.objective.state_variables(), t.train_metrics.sums]]
+    for a, b in zip(state(one), state(many), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_pace_of_calls_respects_saves_and_the_epoch_end():
+    from lm_app.train import Pace
+
+    pace = Pace(seconds=0.5, most=100)
+    assert pace.steps(left=50, before_save=50) == 1  # nothing timed yet: the first call also compiles
+    pace.took(1, 2.0)
+    assert pace.steps(50, 50) == 1
+    pace.took(1, 0.02)
+    assert pace.steps(left=50, before_save=50) == 25  # half a second of 20 ms steps
+    assert pace.steps(left=50, before_save=3) == 3  # a save is due after 3 more
+    assert pace.steps(left=2, before_save=50) == 2  # the epoch ends after 2 more
+    pace.took(25, 0.0)
+    assert pace.steps(10_000, 10_000) == 100
