@@ -16,7 +16,7 @@ small matrices around it, ``dx = (G W^T) u`` and ``dW = (x u)^T G``, instead of
 import tensorflow as tf
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _scores(logits, labels, gradient):
     top = tf.reduce_max(logits, -1, keepdims=True)
     exp = tf.exp(logits - top)

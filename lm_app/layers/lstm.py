@@ -188,7 +188,7 @@ _compiled = {}
 def _xla(fn):
     """``fn`` compiled by XLA, which fuses each step's dozen small elementwise ops into one loop."""
     if fn not in _compiled:
-        _compiled[fn] = _tf().function(fn, jit_compile=True, reduce_retracing=True)
+        _compiled[fn] = _tf().function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
     return _compiled[fn]
 
 
