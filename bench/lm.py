@@ -3,14 +3,16 @@
 Shakespeare (``../shared/data/shakespeare``, PTB format), the recipe's small
 configuration: LSTM, 2 layers x 200, embedding 200, bptt 35, batch 20,
 dropout 0.2, SGD lr 20 with gradient clipping 0.25 and lr / 4 on a plateau,
-4 epochs.  Each side runs in its own process (one after the other, never at
-once: two trainings on two cores ruin both), so each peak memory is its own.
+4 epochs.  Each side runs in its own process, so each peak memory is its
+own, and the two take turns epoch by epoch (never at once: two trainings on
+two cores ruin both), so that each epoch of one side runs within seconds of
+the same epoch of the other, in the same spell of this noisy machine.
 Prints per epoch seconds, training tokens/s and validation perplexity, then
 test perplexity, peak memory, and the ratios; ``--pairs N`` runs N pairs
 with seeds 1111, 1112, ... (the same on both sides) and prints the median
-ratios, because PyTorch's speed varies between runs here and one seed's test
-perplexity varies by several points; also build-dict throughput on
-the text repeated to 25 and 100 MB, and its peak memory at both sizes.
+ratios, because one seed's test perplexity varies by several points; also
+build-dict throughput on the text repeated to 25 and 100 MB, and its peak
+memory at both sizes.
 
     .venv/bin/python bench/lm.py [--epochs 4] [--pairs N] [--build-dict-only]
 
@@ -39,6 +41,12 @@ def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def hand_over(record):
+    """End of an epoch in turn-taking mode: report it, then wait until the other side's epoch is done."""
+    print("EPOCH " + json.dumps(record), flush=True)
+    sys.stdin.readline()
+
+
 def run_ours(epochs, work, seed):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from lm_app import corpus, evaluate
@@ -53,7 +61,8 @@ def run_ours(epochs, work, seed):
                       hidden=RECIPE["nhid"], bptt=RECIPE["bptt"], batch_size=RECIPE["batch_size"],
                       dropout=RECIPE["dropout"], optimizer="sgd", learning_rate=RECIPE["lr"],
                       clip_norm=RECIPE["clip"], lr_decay=4.0, epochs=epochs, patience=epochs, seed=seed)
-    train(cfg, verbose=2, log=lambda *a: None)
+    train(cfg, verbose=0, log=lambda *a: None,
+          on_epoch=lambda logs: hand_over({"tokens_per_second": logs["tokens_per_second"]}))
     history = json.loads((work / "lm" / "history.json").read_text())
     test = evaluate.evaluate(work / "lm", str(DATA / "test.txt"))
     records = [{"seconds": s, "tokens_per_second": t, "val_perplexity": v}
@@ -73,7 +82,8 @@ def run_torch(epochs, work, seed):
     ids = {split: np.array(vocab.ids(text.tokenize((DATA / f"{split}.txt").read_text(), "pretokenized")))
            for split in ("train", "valid", "test")}
     records, test_ppl = torch_lm.run(ids["train"], ids["valid"], ids["test"], len(vocab),
-                                     **dict(RECIPE, epochs=epochs), seed=seed, log=lambda *a: None)
+                                     **dict(RECIPE, epochs=epochs), seed=seed, log=lambda *a: None,
+                                     on_epoch=hand_over)
     return {"epochs": records, "test_perplexity": test_ppl, "peak_mib": peak_mib(), "vocab": len(vocab)}
 
 
@@ -99,14 +109,55 @@ def run_build_dict(work, target_mb):
             "worker_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
-def child(name, epochs, mb=100, seed=SEED):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, __file__, "--only", name, "--epochs", str(epochs), "--mb", str(mb),
-                           "--seed", str(seed)],
-                          capture_output=True, text=True, env=env, cwd=ROOT)
-    if proc.returncode:
-        sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class Child:
+    """One side (or build-dict) in its own process; it prints ``EPOCH {...}`` after each epoch
+    and waits for a line on stdin, and ``RESULT {...}`` at the end."""
+
+    def __init__(self, name, epochs, mb=100, seed=SEED):
+        env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+        self.name, self.err = name, tempfile.TemporaryFile("w+")  # a file: a full stderr pipe would block
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--only", name, "--epochs", str(epochs), "--mb", str(mb), "--seed", str(seed)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True, env=env, cwd=ROOT)
+
+    def until(self, tag):
+        """The JSON of the next line that starts with ``tag`` (other output is ignored)."""
+        for line in self.proc.stdout:
+            if line.startswith(tag + " "):
+                return json.loads(line[len(tag) + 1:])
+        self.proc.wait()
+        self.err.seek(0)
+        sys.exit(f"{self.name} failed:\n{self.err.read()[-3000:]}")
+
+    def resume(self):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def result(self):
+        result = self.until("RESULT")
+        self.proc.wait()
+        return result
+
+
+def child(name, epochs, mb=100):
+    return Child(name, epochs, mb).result()
+
+
+def run_pair(epochs, seed):
+    """lm_app and PyTorch epoch by epoch in turns; each side's epoch is timed by itself."""
+    sides = []
+    for name in ("ours", "torch"):  # each starts (imports, data, model) while the other waits
+        sides.append(Child(name, epochs, seed=seed))
+        sides[-1].until("EPOCH")
+    for _ in range(epochs - 1):
+        for side in sides:
+            side.resume()
+            side.until("EPOCH")
+    results = []
+    for side in sides:  # one at a time: test evaluation, export
+        side.resume()
+        results.append(side.result())
+    return results
 
 
 def main(argv=None):
@@ -127,15 +178,15 @@ def main(argv=None):
             run = {"ours": lambda: run_ours(args.epochs, Path(work), args.seed),
                    "torch": lambda: run_torch(args.epochs, Path(work), args.seed),
                    "build-dict": lambda: run_build_dict(Path(work), args.mb)}[args.only]
-            print(json.dumps(run()))
+            print("RESULT " + json.dumps(run()), flush=True)
         return
     if args.build_dict_only:
         return report_build_dict(args.epochs)
 
     ratios = []
-    for pair in range(1, args.pairs + 1):  # alternate, so a slower spell of the machine hits both sides
+    for pair in range(1, args.pairs + 1):
         seed = SEED + pair - 1
-        ours, ref = child("ours", args.epochs, seed=seed), child("torch", args.epochs, seed=seed)
+        ours, ref = run_pair(args.epochs, seed)
         if args.pairs > 1:
             print(f"--- pair {pair} of {args.pairs}, seed {seed}")
         ratios.append(report_pair(ours, ref, args.epochs))

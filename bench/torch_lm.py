@@ -61,8 +61,11 @@ def evaluate(model, source, bptt, ntoken):
 
 
 def run(train_ids, valid_ids, test_ids, ntoken, epochs=4, batch_size=20, bptt=35, lr=20.0, clip=0.25,
-        emsize=200, nhid=200, nlayers=2, dropout=0.2, seed=1111, threads=None, log=print):
-    """Train and evaluate; returns per-epoch records and the test perplexity."""
+        emsize=200, nhid=200, nlayers=2, dropout=0.2, seed=1111, threads=None, log=print, on_epoch=None):
+    """Train and evaluate; returns per-epoch records and the test perplexity.
+
+    ``on_epoch(record)``, if given, is called after each epoch (the benchmark hands the CPU over there).
+    """
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
@@ -92,6 +95,8 @@ def run(train_ids, valid_ids, test_ids, ntoken, epochs=4, batch_size=20, bptt=35
                         "val_perplexity": math.exp(val_loss)})
         log(f"torch epoch {epoch}: {seconds:.1f} s, {train_data.numel() / seconds:,.0f} tokens/s, "
             f"validation perplexity {math.exp(val_loss):.1f}")
+        if on_epoch:
+            on_epoch(records[-1])
         if best is None or val_loss < best:
             best = val_loss
             best_state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -354,11 +354,13 @@ def prepare_run(cfg, resume, fresh, log):
     return cfg, vocab
 
 
-def train(cfg, resume=False, fresh=False, verbose=None, log=print):
+def train(cfg, resume=False, fresh=False, verbose=None, log=print, on_epoch=None):
     """Train (or resume), evaluate the best weights on the held-out split, export; return metrics.
 
     A folder with an unfinished run is only touched with ``resume`` (continue
     it) or ``fresh`` (discard it), so a forgotten flag never throws work away.
+    ``on_epoch(logs)``, if given, is called after each epoch has been saved
+    (the benchmark uses it to hand the CPU to the other side between epochs).
     """
     check_config(cfg)
     strategy = make_strategy(cfg.strategy)
@@ -369,10 +371,10 @@ def train(cfg, resume=False, fresh=False, verbose=None, log=print):
         cfg = dataclasses.replace(cfg, model_dir=str(worker_folder(cfg.model_dir, index)))
     with FolderLock(Path(cfg.model_dir)):
         cfg, vocab = prepare_run(cfg, resume, fresh, log)
-        return _train_locked(cfg, vocab, verbose, log, strategy, chief=index == 0)
+        return _train_locked(cfg, vocab, verbose, log, strategy, chief=index == 0, on_epoch=on_epoch)
 
 
-def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True):
+def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=None):
     if verbose is None:  # a progress bar on a terminal, one line per epoch in a log file
         verbose = 1 if sys.stdout.isatty() else 2
     model_dir = Path(cfg.model_dir)
@@ -456,6 +458,8 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True):
             p["epoch"] = epoch + 1
             trainer.step.assign(0)
             save()
+            if on_epoch:
+                on_epoch(logs)
     except KeyboardInterrupt:
         save()
         log(f"\ninterrupted: state saved in {state}; `train --resume` continues")
