@@ -1,6 +1,7 @@
 """The standard protocol: contiguous rows, bptt chunks, the state carried across them, and evaluate."""
 import collections
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -69,7 +70,11 @@ def stream_model(tmp_path_factory):
     cfg = TrainConfig(corpus=glob, vocab=str(work / "vocab.txt"), model_dir=str(work / "lm"),
                       objective="stream", arch="lstm", bptt=3, batch_size=4, embedding=16, hidden=32,
                       layers=1, epochs=6, learning_rate=0.02, seed=3, patience=10)
-    metrics = train(cfg, verbose=0, log=lambda *a: None)
+    epochs = []
+    metrics = train(cfg, verbose=0, log=lambda *a: None, on_epoch=epochs.append)
+    history = json.loads((work / "lm" / "history.json").read_text())
+    assert [e["val_loss"] for e in epochs] == history["val_loss"] and len(epochs) == cfg.epochs
+    assert all(e["tokens_per_second"] > 0 for e in epochs)
     return work, cfg, metrics
 
 
