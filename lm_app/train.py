@@ -473,8 +473,8 @@ class Pace:
     """How many steps each call of the training loop runs: about ``seconds`` of work.
 
     Enough steps that the cost of a call is spread thin, few enough that the
-    progress bar moves twice a second and Ctrl-C is answered at once; calls
-    end where a periodic save is due.
+    progress bar moves twice a second and Ctrl-C is answered within half a
+    second; calls end where a periodic save is due.
     """
 
     def __init__(self, seconds=0.5, most=256):
