@@ -13,6 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	-$(PY) -m lm_app.native  # the native training kernels; without a compiler, the XLA loops
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -11,6 +11,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(params=["native", "xla"])
+def native_or_xla(request, monkeypatch):
+    """Run a test once with lm_app's native kernels (where they build) and once with the XLA paths."""
+    from lm_app import native
+
+    if request.param == "xla":
+        monkeypatch.setattr(native, "ops", lambda: None)
+    elif native.ops() is None:
+        pytest.skip("the native kernels are not built on this machine")
+    return request.param
+
+
 def shared_file(*parts):
     """A file of ../shared/data, or a clean skip on a machine that has none."""
     path = SHARED_DATA.joinpath(*parts)

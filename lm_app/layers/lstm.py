@@ -29,6 +29,7 @@ import keras
 from keras import ops
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from .. import native
 from .projection import project
 from .time_major import call_time_major
 
@@ -154,7 +155,7 @@ def _backward(dhs, dc_last, hs, cs, gates, h0, c0, recurrent_kernel):
     all steps at once before the loop, which keeps each step to two
     multiply-adds, one product and ``dz_t U^T``.  The weight gradient
     ``dU = sum_t h_{t-1}^T dz_t`` is one large matmul over all steps after the
-    loop, where the CPU runs near its peak, instead of 35 small ones.
+    loop (:func:`_recurrent_kernel_gradient`), instead of 35 small ones.
     """
     tf = _tf()
     c_prev = tf.concat([c0[None], cs[:-1]], 0)
@@ -175,11 +176,7 @@ def _backward(dhs, dc_last, hs, cs, gates, h0, c0, recurrent_kernel):
 
     dh0, dc0, dz = tf.scan(step, (dhs, dc_per_dh, dz_per_dc_dh, f), reverse=True,
                            initializer=(tf.zeros_like(h0), dc_last, tf.zeros_like(gates[0])))
-    h_prev = tf.concat([h0[None], hs[:-1]], 0)
-    units = tf.shape(h0)[-1]
-    d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]),
-                            transpose_a=True)
-    return dz, dh0[0], dc0[0], d_recurrent
+    return dz, dh0[0], dc0[0], _recurrent_kernel_gradient(dz, hs, h0)
 
 
 _compiled = {}
@@ -195,18 +192,22 @@ def _xla(fn):
 def lstm_recurrence(z_x, h0, c0, recurrent_kernel):
     """``(hs, c_T)`` of an LSTM without peepholes, given each step's input projection ``z_x`` (time first).
 
-    Forward and backward are XLA-compiled loops with a hand-written gradient
-    (``_backward``), which keeps what the forward pass computed (the gates)
-    instead of letting autodiff rebuild it op by op.  Measured here on the
-    recipe's model (2 x 200 units, 35 steps x 20), a whole training step went
-    from 63 to 53 ms against autodiff through ``tf.scan``.
-
-    Rows never interact, and one loop's small matmuls keep one core busy; so
-    on a CPU with two or more cores the batch runs as two half-batch loops,
-    which TensorFlow schedules on two cores at once (another 1-2 ms off a
-    44 ms step here).  A GPU gets the whole batch in one loop.
+    Forward and backward run as whole-sequence loops with a hand-written
+    gradient (``_backward``), which keeps what the forward pass computed (the
+    gates) instead of letting autodiff rebuild it op by op.  On a CPU the loops
+    are lm_app's native kernels (:mod:`lm_app.native`): rows never interact,
+    so each core runs the whole sequence for its share of the batch, at the
+    core's full matmul speed.  Measured here on the recipe's model (2 x 200
+    units, 35 steps x 20), a whole training step went from 34.6 to 29.0 ms
+    against the XLA loops below, which remain for GPUs and for machines where
+    the kernels cannot be built.
     """
     tf = _tf()
+    kernels = native.ops()
+    if kernels is not None:
+        return _native_recurrence(kernels, z_x, h0, c0, recurrent_kernel)
+    # XLA: one loop's small matmuls keep one core busy, so on a multi-core CPU the batch runs as
+    # two half-batch loops, which TensorFlow schedules on two cores at once.
     batch = z_x.shape[1]
     cpu_cores = 0 if tf.config.list_logical_devices("GPU") else os.cpu_count() or 1
     if batch is not None and batch >= 8 and cpu_cores > 1:
@@ -215,6 +216,32 @@ def lstm_recurrence(z_x, h0, c0, recurrent_kernel):
             tf.split(z_x, halves, axis=1), tf.split(h0, halves), tf.split(c0, halves))]
         return tf.concat([hs for hs, _ in parts], 1), tf.concat([c for _, c in parts], 0)
     return _recurrence(z_x, h0, c0, recurrent_kernel)
+
+
+def _recurrent_kernel_gradient(dz, hs, h0):
+    """``dU = sum_t h_{t-1}^T dz_t``: one large matmul over all steps, where the CPU runs near its peak."""
+    tf = _tf()
+    h_prev = tf.concat([h0[None], hs[:-1]], 0)
+    units = tf.shape(h0)[-1]
+    return tf.matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), transpose_a=True)
+
+
+def _native_recurrence(kernels, z_x, h0, c0, recurrent_kernel):
+    tf = _tf()
+
+    @tf.custom_gradient
+    def run(z_x, h0, c0, recurrent_kernel):
+        hs, cs, gates = kernels.lm_app_lstm_forward(z_x, h0, c0, recurrent_kernel)
+
+        def grad(dhs, dc_last):
+            dhs = tf.zeros_like(hs) if dhs is None else dhs
+            dc_last = tf.zeros_like(c0) if dc_last is None else dc_last
+            dz, dh0, dc0 = kernels.lm_app_lstm_backward(dhs, dc_last, cs, gates, c0, recurrent_kernel)
+            return dz, dh0, dc0, _recurrent_kernel_gradient(dz, hs, h0)
+
+        return (hs, cs[-1]), grad
+
+    return run(z_x, h0, c0, recurrent_kernel)
 
 
 def _recurrence(z_x, h0, c0, recurrent_kernel):
@@ -244,8 +271,9 @@ class LSTM(keras.layers.Layer):
     model reading an unpadded stream), the same weights run leaner loops: the
     input projection ``x_t W + b`` of every step is one matmul before the loop,
     and each step does only ``h_{t-1} U`` and the gates.  In training that loop
-    is :func:`lstm_recurrence` (XLA, hand-written BPTT); in inference, and with
-    peepholes, a plain ``tf.scan`` that exports and converts anywhere.
+    is :func:`lstm_recurrence` (native kernels on a CPU, else XLA; hand-written
+    BPTT); in inference, and with peepholes, a plain ``tf.scan`` that exports
+    and converts anywhere.
     TensorFlow's fused ``BlockLSTM`` was slower here (its CPU backward pass is
     slow, and its V2 has V1's gradient registered, with the wrong gate order,
     in TF 2.21).  Every path computes the cell's equations with the cell's

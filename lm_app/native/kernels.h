@@ -1,0 +1,35 @@
+// lm_app's native CPU kernels: plain C++, no TensorFlow (ops.cc wraps them as TensorFlow ops).
+//
+// kernels.cc is compiled for the machine it runs on (-march=native), so its vector code uses the
+// widest registers the CPU has; ops.cc is compiled without, because TensorFlow's headers do not
+// all build with every -m flag that a new CPU turns on.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace lm_app {
+
+// Floats in the packed form of a [K, N] matrix (see pack_panels).
+size_t packed_size(int K, int N);
+
+// B [K, N] (row stride ldb), or B^T when `transposed` (B is then [N, K] in memory), copied into
+// column panels that the matrix product reads front to back: each panel is K rows of a fixed
+// number of columns, the last one padded with zeros.
+void pack_panels(const float* B, int K, int N, long ldb, bool transposed, float* out);
+
+// The LSTM recurrence over `rows` consecutive rows of a batch of `batch` rows, every pointer
+// already at the first of those rows.  Time-major: zx [T, batch, 4H] holds x_t W + b for every
+// step; h0, c0 [rows, H]; U packed from the recurrent kernel [H, 4H].  Writes hs, cs [T, batch, H]
+// and the activated gates i, f, g, o [T, batch, 4H] that the backward pass reuses.
+void lstm_forward(int T, int batch, int rows, int H, const float* zx, const float* h0, const float* c0,
+                  const float* packed_u, float* hs, float* cs, float* gates);
+
+// Backpropagation through time for the same rows: from dhs [T, batch, H] (the gradient reaching
+// each h_t from above) and dc_last [rows, H], writes dz [T, batch, 4H] (the gradient of every
+// step's gate pre-activations) and dh0, dc0 [rows, H].  packed_ut is the recurrent kernel packed
+// transposed, [4H, H].
+void lstm_backward(int T, int batch, int rows, int H, const float* dhs, const float* dc_last,
+                   const float* cs, const float* gates, const float* c0, const float* packed_ut,
+                   float* dz, float* dh0, float* dc0);
+
+}  // namespace lm_app

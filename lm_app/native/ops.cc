@@ -1,0 +1,139 @@
+// The kernels of kernels.h as TensorFlow ops (CPU), loaded with tf.load_op_library by native/__init__.py.
+#include <algorithm>
+#include <memory>
+
+#include "kernels.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/platform/blocking_counter.h"
+#include "tensorflow/core/platform/threadpool.h"
+
+namespace tensorflow {
+namespace {
+
+using shape_inference::InferenceContext;
+using shape_inference::ShapeHandle;
+
+REGISTER_OP("LmAppLstmForward")
+    .Input("z_x: float")               // [T, B, 4H]: every step's x_t W + b
+    .Input("h0: float")                // [B, H]
+    .Input("c0: float")                // [B, H]
+    .Input("recurrent_kernel: float")  // [H, 4H]
+    .Output("hs: float")               // [T, B, H]
+    .Output("cs: float")               // [T, B, H]
+    .Output("gates: float")            // [T, B, 4H]: i, f, g, o after their activations
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle z, h;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &z));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &h));
+      ShapeHandle hs = c->MakeShape({c->Dim(z, 0), c->Dim(z, 1), c->Dim(h, 1)});
+      c->set_output(0, hs);
+      c->set_output(1, hs);
+      c->set_output(2, z);
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("LmAppLstmBackward")
+    .Input("dhs: float")               // [T, B, H]: the gradient reaching each h_t from above
+    .Input("dc_last: float")           // [B, H]
+    .Input("cs: float")                // the forward pass's outputs
+    .Input("gates: float")
+    .Input("c0: float")
+    .Input("recurrent_kernel: float")
+    .Output("dz: float")               // [T, B, 4H]: the gradient of every step's gate pre-activations
+    .Output("dh0: float")
+    .Output("dc0: float")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->input(3));
+      c->set_output(1, c->input(1));
+      c->set_output(2, c->input(1));
+      return absl::OkStatus();
+    });
+
+// work(first_row, rows) over parts of the batch, one part per intra-op thread: rows never
+// interact, so each part runs the whole sequence on its own core.  Every part goes to the pool
+// and this thread only waits: run here, a part was often delayed by the pool's other threads.
+template <class Work>
+void over_rows(OpKernelContext* ctx, int batch, Work work) {
+  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  const int parts = std::max(1, std::min(pool->NumThreads(), batch / 4));
+  if (parts == 1) return work(0, batch);
+  BlockingCounter done(parts);
+  for (int p = 0; p < parts; ++p)
+    pool->Schedule([&, p] {
+      int first = batch * p / parts;
+      work(first, batch * (p + 1) / parts - first);
+      done.DecrementCount();
+    });
+  done.Wait();
+}
+
+absl::Status check_lstm(const Tensor& z, const Tensor& state, const Tensor& kernel) {
+  if (z.dims() != 3 || state.dims() != 2 || kernel.dims() != 2)
+    return errors::InvalidArgument("the LSTM wants z [T, B, 4H], states [B, H], kernel [H, 4H]");
+  const int64_t B = z.dim_size(1), H = state.dim_size(1);
+  if (z.dim_size(0) < 1) return errors::InvalidArgument("the LSTM needs at least one step");
+  if (state.dim_size(0) != B || z.dim_size(2) != 4 * H || kernel.dim_size(0) != H || kernel.dim_size(1) != 4 * H)
+    return errors::InvalidArgument("the LSTM's shapes disagree: z ", z.shape().DebugString(), ", state ",
+                                   state.shape().DebugString(), ", kernel ", kernel.shape().DebugString());
+  return absl::OkStatus();
+}
+
+const float* data(const Tensor& t) { return t.flat<float>().data(); }
+float* data(Tensor* t) { return t->flat<float>().data(); }
+
+class LstmForward : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &z = ctx->input(0), &h0 = ctx->input(1), &c0 = ctx->input(2), &kernel = ctx->input(3);
+    OP_REQUIRES_OK(ctx, check_lstm(z, h0, kernel));
+    OP_REQUIRES(ctx, c0.shape() == h0.shape(), errors::InvalidArgument("h0 and c0 differ in shape"));
+    const int T = z.dim_size(0), B = z.dim_size(1), H = h0.dim_size(1);
+    Tensor *hs, *cs, *gates;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({T, B, H}), &hs));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({T, B, H}), &cs));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, z.shape(), &gates));
+    std::unique_ptr<float[]> u(new float[lm_app::packed_size(H, 4 * H)]);  // every element is written
+    lm_app::pack_panels(data(kernel), H, 4 * H, 4 * H, false, u.get());
+    over_rows(ctx, B, [&](int r0, int rows) {
+      const long h = (long)r0 * H, g = 4 * h;
+      lm_app::lstm_forward(T, B, rows, H, data(z) + g, data(h0) + h, data(c0) + h, u.get(), data(hs) + h,
+                           data(cs) + h, data(gates) + g);
+    });
+  }
+};
+
+class LstmBackward : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &dhs = ctx->input(0), &dc_last = ctx->input(1), &cs = ctx->input(2), &gates = ctx->input(3),
+                 &c0 = ctx->input(4), &kernel = ctx->input(5);
+    OP_REQUIRES_OK(ctx, check_lstm(gates, c0, kernel));
+    const int T = gates.dim_size(0), B = gates.dim_size(1), H = c0.dim_size(1);
+    OP_REQUIRES(ctx, dhs.shape() == TensorShape({T, B, H}) && cs.shape() == dhs.shape() &&
+                         dc_last.shape() == c0.shape(),
+                errors::InvalidArgument("the LSTM gradient's shapes disagree"));
+    Tensor *dz, *dh0, *dc0;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, gates.shape(), &dz));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, c0.shape(), &dh0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
+    std::unique_ptr<float[]> ut(new float[lm_app::packed_size(4 * H, H)]);
+    lm_app::pack_panels(data(kernel), 4 * H, H, 4 * H, true, ut.get());
+    over_rows(ctx, B, [&](int r0, int rows) {
+      const long h = (long)r0 * H, g = 4 * h;
+      lm_app::lstm_backward(T, B, rows, H, data(dhs) + h, data(dc_last) + h, data(cs) + h, data(gates) + g,
+                            data(c0) + h, ut.get(), data(dz) + g, data(dh0) + h, data(dc0) + h);
+    });
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("LmAppLstmForward").Device(DEVICE_CPU), LstmForward);
+REGISTER_KERNEL_BUILDER(Name("LmAppLstmBackward").Device(DEVICE_CPU), LstmBackward);
+
+}  // namespace
+}  // namespace tensorflow

@@ -1,0 +1,111 @@
+"""The native kernels: equal to the XLA loops they replace, and built (or not) as a user's machine would."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lm_app import native
+from lm_app.layers import lstm
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    ops = native.ops()
+    if ops is None:
+        if native.compiler() is None:
+            pytest.skip("no C++ compiler on this machine: lm_app trains with its XLA loops")
+        pytest.fail("a C++ compiler is here, yet the native kernels did not build (see stderr)")
+    return ops
+
+
+def lstm_inputs(T, B, H, seed=0):
+    rng = np.random.default_rng(seed)
+    normal = lambda *shape: tf.constant(rng.normal(size=shape), tf.float32)  # noqa: E731
+    return (normal(T, B, 4 * H), normal(B, H), normal(B, H),
+            tf.constant(rng.normal(size=(H, 4 * H)) / np.sqrt(H), tf.float32))
+
+
+# Odd sizes on purpose: one row (one part), batches that split unevenly over cores, hidden sizes
+# that fill no whole vector or panel, and the recipe's own shape.
+SHAPES = [(1, 1, 1), (7, 3, 4), (7, 9, 4), (5, 33, 37), (3, 16, 64), (35, 20, 200)]
+
+
+@pytest.mark.parametrize("T,B,H", SHAPES)
+def test_lstm_kernels_equal_the_xla_loops(kernels, T, B, H):
+    z_x, h0, c0, kernel = lstm_inputs(T, B, H)
+    expected = lstm._xla(lstm._forward)(z_x, h0, c0, kernel)
+    got = kernels.lm_app_lstm_forward(z_x, h0, c0, kernel)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+
+    rng = np.random.default_rng(1)
+    dhs = tf.constant(rng.normal(size=(T, B, H)), tf.float32)
+    dc_last = tf.constant(rng.normal(size=(B, H)), tf.float32)
+    hs, cs, gates = expected
+    dz, dh0, dc0, _ = lstm._xla(lstm._backward)(dhs, dc_last, hs, cs, gates, h0, c0, kernel)
+    got = kernels.lm_app_lstm_backward(dhs, dc_last, cs, gates, c0, kernel)
+    for a, b in zip(got, (dz, dh0, dc0)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+
+
+def test_a_rows_result_does_not_depend_on_how_the_batch_is_split(kernels):
+    """Each core takes a share of the rows; a row must come out bit for bit the same alone."""
+    z_x, h0, c0, kernel = lstm_inputs(6, 20, 24, seed=2)
+    together = kernels.lm_app_lstm_forward(z_x, h0, c0, kernel)
+    for row in (0, 9, 10, 19):
+        alone = kernels.lm_app_lstm_forward(z_x[:, row:row + 1], h0[row:row + 1], c0[row:row + 1], kernel)
+        for a, b in zip(alone, together):
+            np.testing.assert_array_equal(a.numpy()[:, 0], b.numpy()[:, row])
+
+
+def test_lstm_kernels_reject_shapes_that_disagree(kernels):
+    z_x, h0, c0, kernel = lstm_inputs(3, 4, 5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="disagree"):
+        kernels.lm_app_lstm_forward(z_x, h0, c0, kernel[:, :-1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one step"):
+        kernels.lm_app_lstm_forward(z_x[:0], h0, c0, kernel)
+
+
+def python(code, env):
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_concurrent_first_runs_build_once_and_later_runs_reuse_the_build(tmp_path, kernels):
+    env = dict(os.environ, LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
+    code = "from lm_app import native; print(native.ops() is not None)"
+    first = [python(code, env) for _ in range(2)]
+    outs = [p.communicate() for p in first]
+    assert all(p.returncode == 0 for p in first) and [o for o, _ in outs] == ["True\n", "True\n"]
+    assert sum("compiling" in err for _, err in outs) == 1  # the lock made the other one wait
+    builds = list(tmp_path.glob("*.so"))
+    assert len(builds) == 1 and not [p for p in tmp_path.iterdir() if p.is_dir()]  # no temp left
+    built_at = builds[0].stat().st_mtime_ns
+    out, err = python(code, env).communicate()
+    assert out == "True\n" and "compiling" not in err
+    assert builds[0].stat().st_mtime_ns == built_at
+
+
+def test_a_failed_build_falls_back_with_one_line_and_leaves_no_file(tmp_path):
+    broken = tmp_path / "c++"
+    broken.write_text("#!/bin/sh\necho 'fatal error: this compiler is broken'\nexit 1\n")
+    broken.chmod(0o755)
+    cache = tmp_path / "cache"
+    env = dict(os.environ, CXX=str(broken), LM_APP_NATIVE_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    out, err = python("from lm_app import native; print(native.ops())", env).communicate()
+    assert out == "None\n"
+    lines = [line for line in err.splitlines() if line.startswith("lm_app:")]
+    assert lines[-1] == ("lm_app: native kernels unavailable (RuntimeError: fatal error: this compiler is "
+                         "broken); training uses the slower XLA loops")
+    assert not list(cache.glob("*.so")) and not [p for p in cache.iterdir() if p.is_dir()]
+
+
+def test_lm_app_native_0_turns_the_kernels_off(tmp_path):
+    env = dict(os.environ, LM_APP_NATIVE="0", LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
+    out, err = python("from lm_app import native; print(native.ops())", env).communicate()
+    assert out == "None\n" and "lm_app:" not in err and not list(tmp_path.iterdir())
