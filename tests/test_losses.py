@@ -11,7 +11,7 @@ def reference(labels, logits):
 
 
 @pytest.mark.parametrize("scale", [1.0, 60.0])  # 60: logits far from 0, where a naive exp overflows
-def test_token_losses_equal_tensorflows_cross_entropy_and_its_gradient(scale):
+def test_token_losses_equal_tensorflows_cross_entropy_and_its_gradient(scale, native_or_xla):
     rng = np.random.default_rng(3)
     logits = tf.constant(rng.normal(size=(4, 5, 11)) * scale, tf.float32)
     labels = tf.constant(rng.integers(0, 11, size=(4, 5)), tf.int32)
@@ -32,7 +32,7 @@ def test_token_losses_equal_tensorflows_cross_entropy_and_its_gradient(scale):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_ranks_give_in_top_k_counts_ties_included(training):
+def test_ranks_give_in_top_k_counts_ties_included(training, native_or_xla):
     rng = np.random.default_rng(4)
     logits = tf.constant(rng.integers(0, 4, size=(200, 9)), tf.float32)  # many ties
     labels = tf.constant(rng.integers(0, 9, size=200), tf.int32)
@@ -41,7 +41,7 @@ def test_ranks_give_in_top_k_counts_ties_included(training):
         np.testing.assert_array_equal(ranks.numpy() < k, tf.math.in_top_k(labels, logits, k).numpy())
 
 
-def test_projected_losses_equal_the_plain_product_in_values_and_every_gradient():
+def test_projected_losses_equal_the_plain_product_in_values_and_every_gradient(native_or_xla):
     """The backward pass scales x and the product by the upstream weights; the result must not change."""
     rng = np.random.default_rng(5)
     x = tf.constant(rng.normal(size=(3, 4, 6)), tf.float32)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lm_app import native
+from lm_app import losses, native
 from lm_app.layers import lstm
 
 from tests.conftest import ROOT
@@ -69,6 +69,46 @@ def test_lstm_kernels_reject_shapes_that_disagree(kernels):
         kernels.lm_app_lstm_forward(z_x, h0, c0, kernel[:, :-1])
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least one step"):
         kernels.lm_app_lstm_forward(z_x[:0], h0, c0, kernel)
+
+
+no_bias = tf.zeros([0])
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("vocab,shift", [(1, 0.0), (17, 0.0), (3617, 0.0), (33, -1000.0), (40, 80.0)])
+def test_cross_entropy_kernel_equals_the_xla_pass(kernels, vocab, shift, with_bias):
+    """Vocabularies that fill no whole vector; rows far below 0, where a tail padded with zeros
+    would shift the maximum and count as higher than the label; rows far above."""
+    rng = np.random.default_rng(vocab)
+    product = tf.constant(rng.normal(size=(50, vocab)) * 3 + shift, tf.float32)
+    labels = tf.constant(rng.integers(0, vocab, size=50), tf.int32)
+    bias = tf.constant(rng.normal(size=vocab) * 2, tf.float32) if with_bias else no_bias
+    logits = product + bias if with_bias else product
+    expected = losses._xla_scores(logits, labels, True)
+    got = kernels.lm_app_softmax_cross_entropy(product, bias, labels, gradient=True)
+    np.testing.assert_allclose(got[0].numpy(), expected[0].numpy(), rtol=1e-6, atol=2e-6)
+    np.testing.assert_array_equal(got[1].numpy(), expected[1].numpy())
+    np.testing.assert_allclose(got[2].numpy(), expected[2].numpy(), rtol=1e-5, atol=1e-7)
+    values, ranks, none = kernels.lm_app_softmax_cross_entropy(product, bias, labels, gradient=False)
+    np.testing.assert_array_equal(values.numpy(), got[0].numpy())
+    np.testing.assert_array_equal(ranks.numpy(), got[1].numpy())
+    assert none.shape == (0, vocab)
+
+
+def test_cross_entropy_kernel_counts_ties_as_in_top_k(kernels):
+    rng = np.random.default_rng(4)
+    logits = tf.constant(rng.integers(0, 3, size=(300, 21)), tf.float32)  # ties everywhere
+    labels = tf.constant(rng.integers(0, 21, size=300), tf.int32)
+    ranks = kernels.lm_app_softmax_cross_entropy(logits, no_bias, labels, gradient=False)[1].numpy()
+    for k in (1, 2, 5):
+        np.testing.assert_array_equal(ranks < k, tf.math.in_top_k(labels, logits, k).numpy())
+
+
+def test_cross_entropy_kernel_rejects_a_label_outside_the_vocabulary(kernels):
+    logits = tf.zeros((3, 5))
+    for bad in (5, -1):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"label {bad} is outside"):
+            kernels.lm_app_softmax_cross_entropy(logits, no_bias, tf.constant([0, bad, 1]), gradient=True)
 
 
 def python(code, env):

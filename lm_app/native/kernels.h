@@ -32,4 +32,11 @@ void lstm_backward(int T, int batch, int rows, int H, const float* dhs, const fl
                    const float* cs, const float* gates, const float* c0, const float* packed_ut,
                    float* dz, float* dh0, float* dc0);
 
+// Softmax cross-entropy of `rows` rows of logits z = xw [rows, V] + bias [V] (bias may be null):
+// losses[r] = log sum_v exp(z_v) - z_label, ranks[r] = how many logits exceed the label's (top-k
+// holds the label when its rank is below k), and, unless d_logits is null, the loss's gradient
+// softmax(z) - one_hot(label), [rows, V].  Labels must lie in [0, V).
+void softmax_cross_entropy(int rows, int V, const float* xw, const float* bias, const int32_t* labels,
+                           float* losses, int32_t* ranks, float* d_logits);
+
 }  // namespace lm_app

@@ -51,6 +51,25 @@ REGISTER_OP("LmAppLstmBackward")
       return absl::OkStatus();
     });
 
+REGISTER_OP("LmAppSoftmaxCrossEntropy")
+    .Input("logits: float")           // [N, V], before the bias
+    .Input("bias: float")             // [V], or [0] for none
+    .Input("labels: int32")           // [N]
+    .Attr("gradient: bool")
+    .Output("losses: float")          // [N]: log sum exp(logits) - logits[label]
+    .Output("ranks: int32")           // [N]: how many logits exceed the label's
+    .Output("d_logits: float")        // [N, V]: softmax - one_hot(label); [0, V] without `gradient`
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle logits;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &logits));
+      bool gradient;
+      TF_RETURN_IF_ERROR(c->GetAttr("gradient", &gradient));
+      c->set_output(0, c->Vector(c->Dim(logits, 0)));
+      c->set_output(1, c->Vector(c->Dim(logits, 0)));
+      c->set_output(2, gradient ? logits : c->Matrix(0, c->Dim(logits, 1)));
+      return absl::OkStatus();
+    });
+
 // work(first_row, rows) over parts of the batch, one part per intra-op thread: rows never
 // interact, so each part runs the whole sequence on its own core.  Every part goes to the pool
 // and this thread only waits: run here, a part was often delayed by the pool's other threads.
@@ -132,8 +151,43 @@ class LstmBackward : public OpKernel {
   }
 };
 
+class SoftmaxCrossEntropy : public OpKernel {
+ public:
+  explicit SoftmaxCrossEntropy(OpKernelConstruction* c) : OpKernel(c) {
+    OP_REQUIRES_OK(c, c->GetAttr("gradient", &gradient_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &logits = ctx->input(0), &bias = ctx->input(1), &labels = ctx->input(2);
+    OP_REQUIRES(ctx, logits.dims() == 2 && labels.dims() == 1 && labels.dim_size(0) == logits.dim_size(0),
+                errors::InvalidArgument("the cross-entropy wants logits [N, V] and labels [N], got ",
+                                        logits.shape().DebugString(), " and ", labels.shape().DebugString()));
+    const int N = logits.dim_size(0), V = logits.dim_size(1);
+    OP_REQUIRES(ctx, bias.dims() == 1 && (bias.dim_size(0) == V || bias.dim_size(0) == 0),
+                errors::InvalidArgument("the bias must be [V] or [0], got ", bias.shape().DebugString()));
+    const int32_t* label = labels.flat<int32_t>().data();
+    for (int r = 0; r < N; ++r)
+      OP_REQUIRES(ctx, label[r] >= 0 && label[r] < V,
+                  errors::InvalidArgument("label ", label[r], " is outside the vocabulary [0, ", V, ")"));
+    Tensor *losses, *ranks, *d_logits;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({N}), &losses));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({N}), &ranks));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({gradient_ ? N : 0, V}), &d_logits));
+    over_rows(ctx, N, [&](int r0, int rows) {
+      lm_app::softmax_cross_entropy(rows, V, data(logits) + (long)r0 * V, bias.NumElements() ? data(bias) : nullptr,
+                                    label + r0, data(losses) + r0,
+                                    ranks->flat<int32_t>().data() + r0,
+                                    gradient_ ? data(d_logits) + (long)r0 * V : nullptr);
+    });
+  }
+
+ private:
+  bool gradient_;
+};
+
 REGISTER_KERNEL_BUILDER(Name("LmAppLstmForward").Device(DEVICE_CPU), LstmForward);
 REGISTER_KERNEL_BUILDER(Name("LmAppLstmBackward").Device(DEVICE_CPU), LstmBackward);
+REGISTER_KERNEL_BUILDER(Name("LmAppSoftmaxCrossEntropy").Device(DEVICE_CPU), SoftmaxCrossEntropy);
 
 }  // namespace
 }  // namespace tensorflow
