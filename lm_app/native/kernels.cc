@@ -304,4 +304,107 @@ void softmax_cross_entropy(int rows, int V, const float* xw, const float* bias, 
   }
 }
 
+namespace {
+
+typedef uint32_t vu __attribute__((vector_size(VL * sizeof(uint32_t))));
+typedef uint64_t vu2 __attribute__((vector_size(VL * sizeof(uint32_t))));
+
+// Lanes 0, 2, 4, ... and 1, 3, 5, ... of a times m, each as a 64-bit product (vpmuludq where the CPU
+// has it; GCC's generic 64-bit lane multiply is several times slower).
+inline void widening_products(vu a, uint32_t m, vu2* even, vu2* odd) {
+#if defined(__AVX512F__)
+  const __m512i mv = _mm512_set1_epi64(m);
+  *even = (vu2)_mm512_mul_epu32((__m512i)a, mv);
+  *odd = (vu2)_mm512_mul_epu32(_mm512_srli_epi64((__m512i)a, 32), mv);
+#elif defined(__AVX2__)
+  const __m256i mv = _mm256_set1_epi64x(m);
+  *even = (vu2)_mm256_mul_epu32((__m256i)a, mv);
+  *odd = (vu2)_mm256_mul_epu32(_mm256_srli_epi64((__m256i)a, 32), mv);
+#else
+  *even = ((vu2)a & 0xffffffffull) * (uint64_t)m;
+  *odd = ((vu2)a >> 32) * (uint64_t)m;
+#endif
+}
+
+// Philox4x32-10 (Salmon et al. 2011) with TensorFlow's constants, on VL counters at once: word k of
+// counter l is c[k][l].
+inline void philox(vu c[4], uint32_t k0, uint32_t k1) {
+  const vu2 high32 = vu2{} + 0xffffffff00000000ull;
+  const uint32_t m[2] = {0xD2511F53u, 0xCD9E8D57u};
+  for (int round = 0; round < 10; ++round) {
+    vu hi[2], lo[2];
+    for (int w = 0; w < 2; ++w) {
+      vu2 even, odd;
+      widening_products(c[2 * w], m[w], &even, &odd);
+      lo[w] = (vu)((even & ~high32) | (odd << 32));
+      hi[w] = (vu)((even >> 32) | (odd & high32));
+    }
+    vu next[4] = {hi[1] ^ c[1] ^ k0, lo[1], hi[0] ^ c[3] ^ k1, lo[0]};
+    for (int w = 0; w < 4; ++w) c[w] = next[w];
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+}
+
+// TensorFlow's uniform float from 32 random bits: 1.m - 1 with the low 23 bits as mantissa m.
+inline vf to_uniform(vu bits) {
+  vu f = (bits & 0x7fffffu) | 0x3f800000u;
+  vf one_m;
+  std::memcpy(&one_m, &f, sizeof one_m);
+  return one_m - splat(1.0f);
+}
+
+// u[first, first + n) of the stream TensorFlow fills: group g (four values) is Philox of counter + g.
+void uniform_stream(uint64_t key, const uint64_t counter[2], long first, long n, float* u) {
+  const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+  const long first_group = first / 4, end_group = (first + n + 3) / 4;
+  float block[4 * VL];
+  for (long g0 = first_group; g0 < end_group; g0 += VL) {
+    vu c[4];
+    const uint64_t first_lo = counter[0] + (uint64_t)g0, first_hi = counter[1] + (first_lo < counter[0]);
+    if ((uint32_t)first_lo <= 0xffffffffu - VL && first_lo >= counter[0]) {  // no carry in this block
+      vu lane;
+      for (int l = 0; l < VL; ++l) lane[l] = l;
+      c[0] = lane + (uint32_t)first_lo, c[1] = vu{} + (uint32_t)(first_lo >> 32);
+      c[2] = vu{} + (uint32_t)first_hi, c[3] = vu{} + (uint32_t)(first_hi >> 32);
+    } else {
+      for (int l = 0; l < VL; ++l) {  // counter + g with its carries, as PhiloxRandom::Skip adds it
+        uint64_t lo = counter[0] + (uint64_t)(g0 + l), hi = counter[1] + (lo < counter[0]);
+        c[0][l] = (uint32_t)lo, c[1][l] = (uint32_t)(lo >> 32), c[2][l] = (uint32_t)hi, c[3][l] = (uint32_t)(hi >> 32);
+      }
+    }
+    philox(c, k0, k1);
+    vf values[4] = {to_uniform(c[0]), to_uniform(c[1]), to_uniform(c[2]), to_uniform(c[3])};
+    for (int l = 0; l < VL; ++l)
+      for (int w = 0; w < 4; ++w) block[4 * l + w] = values[w][l];
+    const long from = std::max(first, 4 * g0), to = std::min(first + n, 4 * (g0 + VL));
+    std::memcpy(u + (from - first), block + (from - 4 * g0), (to - from) * sizeof(float));
+  }
+}
+
+}  // namespace
+
+void dropout(int T, int B, int F, uint64_t key, const uint64_t counter[2], float rate, float scale,
+             const float* x, float* y, float* mask, int first_b, int count_b) {
+  // Batch row b is the draw's rows b T .. (b + 1) T - 1: one stretch, drawn into a buffer that
+  // stays in cache (and is not zeroed first: every element is written).
+  std::unique_ptr<float[]> u(new float[(size_t)T * F]);
+  const vf rate_v = splat(rate), scale_v = splat(scale);
+  for (int b = first_b; b < first_b + count_b; ++b) {
+    uniform_stream(key, counter, (long)b * T * F, (long)T * F, u.get());
+    for (int t = 0; t < T; ++t) {
+      const long row = (long)t * B + b;  // where (t, b) lies in x
+      const float* ur = u.get() + (long)t * F;
+      const float* xr = x + row * F;
+      float* yr = y + row * F;
+      float* mr = mask + row * F;
+      chunks(F, [&](int j, auto n) {
+        vf m = load_n(ur + j, n) >= rate_v ? scale_v : vf{};
+        store_n(mr + j, m, n);
+        store_n(yr + j, load_n(xr + j, n) * m, n);
+      });
+    }
+  }
+}
+
 }  // namespace lm_app

@@ -39,4 +39,13 @@ void lstm_backward(int T, int batch, int rows, int H, const float* dhs, const fl
 void softmax_cross_entropy(int rows, int V, const float* xw, const float* bias, const int32_t* labels,
                            float* losses, int32_t* ranks, float* d_logits);
 
+// Dropout with TensorFlow's own random numbers: u is the draw of tf.random.stateless_uniform (Philox4x32-10
+// from `key` and the 128-bit `counter` of StatelessRandomGetKeyCounter, four floats per counter value),
+// mask = (u >= rate) * scale and y = x * mask, bit for bit as TensorFlow computes them.  x, y, mask
+// are [T, B, F] and the draw is indexed as for [B, T, F]: element (t, b, f) takes u[(b T + t) F + f],
+// so a time-major model gets the masks of its batch-major twin (a batch-major tensor is T = 1).
+// Does batch rows [first_b, first_b + count_b), so that cores can share the work.
+void dropout(int T, int B, int F, uint64_t key, const uint64_t counter[2], float rate, float scale,
+             const float* x, float* y, float* mask, int first_b, int count_b);
+
 }  // namespace lm_app

@@ -70,6 +70,21 @@ REGISTER_OP("LmAppSoftmaxCrossEntropy")
       return absl::OkStatus();
     });
 
+REGISTER_OP("LmAppDropout")
+    .Input("x: float")                // [T, B, ...] with time_major, else any shape
+    .Input("key: uint64")             // [1] and [2]: StatelessRandomGetKeyCounter of the seed
+    .Input("counter: uint64")
+    .Attr("rate: float")
+    .Attr("scale: float")             // 1 / (1 - rate), as the caller rounds it
+    .Attr("time_major: bool")
+    .Output("y: float")               // x * mask
+    .Output("mask: float")            // (u >= rate) * scale
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      c->set_output(1, c->input(0));
+      return absl::OkStatus();
+    });
+
 // work(first_row, rows) over parts of the batch, one part per intra-op thread: rows never
 // interact, so each part runs the whole sequence on its own core.  Every part goes to the pool
 // and this thread only waits: run here, a part was often delayed by the pool's other threads.
@@ -185,9 +200,46 @@ class SoftmaxCrossEntropy : public OpKernel {
   bool gradient_;
 };
 
+class Dropout : public OpKernel {
+ public:
+  explicit Dropout(OpKernelConstruction* c) : OpKernel(c) {
+    OP_REQUIRES_OK(c, c->GetAttr("rate", &rate_));
+    OP_REQUIRES_OK(c, c->GetAttr("scale", &scale_));
+    OP_REQUIRES_OK(c, c->GetAttr("time_major", &time_major_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &x = ctx->input(0), &key = ctx->input(1), &counter = ctx->input(2);
+    OP_REQUIRES(ctx, key.NumElements() == 1 && counter.NumElements() == 2,
+                errors::InvalidArgument("dropout wants a key of 1 and a counter of 2 uint64s"));
+    OP_REQUIRES(ctx, !time_major_ || x.dims() >= 2,
+                errors::InvalidArgument("time-major dropout wants [T, B, ...], got ", x.shape().DebugString()));
+    OP_REQUIRES(ctx, x.NumElements() < (int64_t{1} << 31), errors::InvalidArgument("dropout input too large"));
+    // A batch-major tensor is its draw's order already: T = 1, rows of its last dimension.
+    const int F = x.dims() == 0 ? 1 : x.dim_size(x.dims() - 1);
+    const int T = time_major_ ? x.dim_size(0) : 1;
+    const int B = time_major_ ? x.dim_size(1) : (F ? x.NumElements() / F : 0);
+    const int inner = time_major_ && T * B ? x.NumElements() / ((int64_t)T * B) : F;
+    Tensor *y, *mask;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, x.shape(), &mask));
+    if (x.NumElements() == 0) return;
+    const uint64_t k = key.flat<uint64_t>()(0);
+    const uint64_t* c = counter.flat<uint64_t>().data();
+    over_rows(ctx, B, [&](int b0, int rows) {
+      lm_app::dropout(T, B, inner, k, c, rate_, scale_, data(x), data(y), data(mask), b0, rows);
+    });
+  }
+
+ private:
+  float rate_, scale_;
+  bool time_major_;
+};
+
 REGISTER_KERNEL_BUILDER(Name("LmAppLstmForward").Device(DEVICE_CPU), LstmForward);
 REGISTER_KERNEL_BUILDER(Name("LmAppLstmBackward").Device(DEVICE_CPU), LstmBackward);
 REGISTER_KERNEL_BUILDER(Name("LmAppSoftmaxCrossEntropy").Device(DEVICE_CPU), SoftmaxCrossEntropy);
+REGISTER_KERNEL_BUILDER(Name("LmAppDropout").Device(DEVICE_CPU), Dropout);
 
 }  // namespace
 }  // namespace tensorflow
