@@ -145,6 +145,23 @@ def test_a_failed_build_falls_back_with_one_line_and_leaves_no_file(tmp_path):
     assert not list(cache.glob("*.so")) and not [p for p in cache.iterdir() if p.is_dir()]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("march", ["x86-64-v3", "x86-64"])
+def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels):
+    """This machine's build uses its widest vectors; CI or a user's CPU may have only AVX2
+    (x86-64-v3: 8-float vectors, 6-row blocks) or none (x86-64: GCC's generic vector code).
+    Each build reruns the kernel and dropout tests against the XLA and TensorFlow paths."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the -march names are x86's")
+    env = dict(os.environ, LM_APP_NATIVE_MARCH=march, LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_native.py",
+                          "tests/layers/test_dropout.py", "-k", "not other_cpus and not build and not turns"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1]
+    assert len(list(tmp_path.glob("*.so"))) == 1  # built here, for that CPU
+
+
 def test_lm_app_native_0_turns_the_kernels_off(tmp_path):
     env = dict(os.environ, LM_APP_NATIVE="0", LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
     out, err = python("from lm_app import native; print(native.ops())", env).communicate()

@@ -1,6 +1,10 @@
-"""``python -m lm_app.native``: build the native kernels now (``make install`` does), exit 1 if they cannot be."""
+"""``python -m lm_app.native``: build the native kernels now (``make install`` does); exit 1 if they cannot be."""
 import sys
 
-from . import ops
+from ..cli import import_tensorflow
+from . import compiler, library_path, ops
 
-sys.exit(0 if ops() is not None else 1)
+import_tensorflow()  # quietly: TensorFlow's C++ start-up lines are not this command's output
+if ops() is None:
+    sys.exit(1)
+print(f"lm_app: native kernels ready in {library_path(compiler())}", file=sys.stderr)

@@ -57,16 +57,17 @@ inline vf splat(float x) {
 #endif
 }
 
-// 1 / x: the approximate reciprocal instruction and one Newton step (~23 bits), where there is one.
+// 1 / x: the approximate reciprocal instruction and one Newton step (>= 23 bits), where there is one.
 inline vf recip(vf x) {
 #if defined(__AVX512F__)
-  vf r = (vf)_mm512_rcp14_ps((__m512)x);
+  vf r = (vf)_mm512_rcp14_ps((__m512)x);  // 14 bits
+  return r * (splat(2.0f) - x * r);
 #elif defined(__AVX__)
-  vf r = (vf)_mm256_rcp_ps((__m256)x);
+  vf r = (vf)_mm256_rcp_ps((__m256)x);  // 12 bits
+  return r * (splat(2.0f) - x * r);
 #else
   return splat(1.0f) / x;
 #endif
-  return r * (splat(2.0f) - x * r);
 }
 
 // exp(x) = 2^n p(r), x = n ln 2 + r, |r| <= ln 2 / 2 (Cephes' expf); within 1e-7 relative.
