@@ -405,7 +405,7 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
     writers = {split: tf.summary.create_file_writer(str(model_dir / "logs" / split))
                for split in ("train", "validation")}
     n_train = objective.n_train
-    pace = Pace()
+    pace = Pace(fixed=16 if cfg.strategy == "multi-worker" else None)  # every worker the same counts
     try:
         while p["epoch"] < cfg.epochs and not p["done"]:
             epoch = p["epoch"]
@@ -475,14 +475,23 @@ class Pace:
     Enough steps that the cost of a call is spread thin, few enough that the
     progress bar moves twice a second and Ctrl-C is answered within half a
     second; calls end where a periodic save is due.
+
+    ``fixed``: always that many (still ending at saves and the epoch's end),
+    whatever the timing.  Workers training together need it: the all-reduce
+    in each step pairs the workers' steps by their iteration within a call,
+    so two workers whose calls run different counts (each timing its own
+    steps) wait for each other for ever.
     """
 
-    def __init__(self, seconds=0.5, most=256):
-        self.seconds, self.most = seconds, most
+    def __init__(self, seconds=0.5, most=256, fixed=None):
+        self.seconds, self.most, self.fixed = seconds, most, fixed
         self.per_step = None  # unknown until a call has been timed; the first one also compiles
 
     def steps(self, left, before_save):
-        wanted = 1 if self.per_step is None else int(self.seconds / max(self.per_step, 1e-6))
+        if self.fixed:
+            wanted = self.fixed
+        else:
+            wanted = 1 if self.per_step is None else int(self.seconds / max(self.per_step, 1e-6))
         return max(1, min(wanted, self.most, left, before_save))
 
     def took(self, count, seconds):

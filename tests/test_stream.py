@@ -279,3 +279,15 @@ def test_the_pace_of_calls_respects_saves_and_the_epoch_end():
     assert pace.steps(left=2, before_save=50) == 2  # the epoch ends after 2 more
     pace.took(25, 0.0)
     assert pace.steps(10_000, 10_000) == 100
+
+
+def test_a_fixed_pace_ignores_the_timing_so_workers_agree():
+    """Workers training together must run the same steps per call, however fast each one is."""
+    from lm_app.train import Pace
+
+    fast, slow = Pace(fixed=16), Pace(fixed=16)
+    fast.took(16, 0.01)
+    slow.took(16, 30.0)
+    for left, before_save in [(1000, 1000), (1000, 5), (7, 1000)]:
+        assert fast.steps(left, before_save) == slow.steps(left, before_save) == min(16, left, before_save)
+    assert Pace(fixed=16).steps(1000, 1000) == 16  # the first call too, before any timing
