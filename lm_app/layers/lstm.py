@@ -198,14 +198,14 @@ def lstm_recurrence(z_x, h0, c0, recurrent_kernel):
     are lm_app's native kernels (:mod:`lm_app.native`): rows never interact,
     so each core runs the whole sequence for its share of the batch, at the
     core's full matmul speed.  Measured here on the recipe's model (2 x 200
-    units, 35 steps x 20), a whole training step went from 34.6 to 29.0 ms
+    units, 35 steps x 20), a whole training step went from 35.2 to 29.7 ms
     against the XLA loops below, which remain for GPUs and for machines where
     the kernels cannot be built.
     """
     tf = _tf()
     kernels = native.ops()
     if kernels is not None:
-        return _native_recurrence(kernels, z_x, h0, c0, recurrent_kernel)
+        return _recurrence(z_x, h0, c0, recurrent_kernel, _native_loops(kernels))
     # XLA: one loop's small matmuls keep one core busy, so on a multi-core CPU the batch runs as
     # two half-batch loops, which TensorFlow schedules on two cores at once.
     batch = z_x.shape[1]
@@ -226,36 +226,29 @@ def _recurrent_kernel_gradient(dz, hs, h0):
     return tf.matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), transpose_a=True)
 
 
-def _native_recurrence(kernels, z_x, h0, c0, recurrent_kernel):
+def _native_loops(kernels):
+    """``(forward, backward)`` with ``_forward``'s and ``_backward``'s signatures, on lm_app's native kernels."""
+    def backward(dhs, dc_last, hs, cs, gates, h0, c0, recurrent_kernel):
+        dz, dh0, dc0 = kernels.lm_app_lstm_backward(dhs, dc_last, cs, gates, c0, recurrent_kernel)
+        return dz, dh0, dc0, _recurrent_kernel_gradient(dz, hs, h0)
+
+    return kernels.lm_app_lstm_forward, backward
+
+
+def _recurrence(z_x, h0, c0, recurrent_kernel, loops=None):
+    """The recurrence with its hand-written gradient; ``loops`` is ``(forward, backward)``, XLA's by default."""
     tf = _tf()
+    forward, backward = loops or (_xla(_forward), _xla(_backward))
 
     @tf.custom_gradient
     def run(z_x, h0, c0, recurrent_kernel):
-        hs, cs, gates = kernels.lm_app_lstm_forward(z_x, h0, c0, recurrent_kernel)
+        # stop_gradient: an eager tape must not try to differentiate the loop itself.
+        hs, cs, gates = forward(*map(tf.stop_gradient, (z_x, h0, c0, recurrent_kernel)))
 
         def grad(dhs, dc_last):
             dhs = tf.zeros_like(hs) if dhs is None else dhs
             dc_last = tf.zeros_like(c0) if dc_last is None else dc_last
-            dz, dh0, dc0 = kernels.lm_app_lstm_backward(dhs, dc_last, cs, gates, c0, recurrent_kernel)
-            return dz, dh0, dc0, _recurrent_kernel_gradient(dz, hs, h0)
-
-        return (hs, cs[-1]), grad
-
-    return run(z_x, h0, c0, recurrent_kernel)
-
-
-def _recurrence(z_x, h0, c0, recurrent_kernel):
-    tf = _tf()
-
-    @tf.custom_gradient
-    def run(z_x, h0, c0, recurrent_kernel):
-        # stop_gradient: an eager tape must not try to differentiate the XLA loop itself.
-        hs, cs, gates = _xla(_forward)(*map(tf.stop_gradient, (z_x, h0, c0, recurrent_kernel)))
-
-        def grad(dhs, dc_last):
-            dhs = tf.zeros_like(hs) if dhs is None else dhs
-            dc_last = tf.zeros_like(c0) if dc_last is None else dc_last
-            return _xla(_backward)(dhs, dc_last, hs, cs, gates, h0, c0, recurrent_kernel)
+            return backward(dhs, dc_last, hs, cs, gates, h0, c0, recurrent_kernel)
 
         return (hs, cs[-1]), grad
 
