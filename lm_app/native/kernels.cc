@@ -114,6 +114,14 @@ inline vf vtanh(vf x) {
   return z < splat(0.625f * 0.625f) ? small : large;
 }
 
+// v with the lanes from n on set to `fill`, so that a chunk's tail adds nothing to a sum or a max.
+inline vf first_lanes(vf v, Full, float) { return v; }
+inline vf first_lanes(vf v, int n, float fill) {
+  vf kept = splat(fill);
+  std::memcpy(&kept, &v, n * sizeof(float));
+  return kept;
+}
+
 // f(j, n) over [0, H) in chunks of VL floats (n a compile-time Full), the last one shorter.
 template <class F>
 inline void chunks(int H, F f) {
@@ -268,12 +276,7 @@ void softmax_cross_entropy(int rows, int V, const float* xw, const float* bias, 
     vf top = splat(-__builtin_inff()), target_v = splat(target);
     vi above = vi{};
     chunks(V, [&](int j, auto n) {
-      vf x = load_n(z + j, n) + load_n(bias + j, n);
-      if constexpr (!std::is_same_v<decltype(n), Full>) {  // the tail: lanes past V count as -inf
-        vf padded = splat(-__builtin_inff());
-        std::memcpy(&padded, &x, n * sizeof(float));
-        x = padded;
-      }
+      vf x = first_lanes(load_n(z + j, n) + load_n(bias + j, n), n, -__builtin_inff());  // past V: -inf
       top = vmax(top, x);
       above -= x > target_v;  // a comparison is -1 where true
     });
@@ -286,12 +289,7 @@ void softmax_cross_entropy(int rows, int V, const float* xw, const float* bias, 
     vf total_v = vf{}, max_v = splat(max);
     float* d = d_logits ? d_logits + (long)r * V : nullptr;
     chunks(V, [&](int j, auto n) {
-      vf e = vexp(load_n(z + j, n) + load_n(bias + j, n) - max_v);
-      if constexpr (!std::is_same_v<decltype(n), Full>) {  // the tail: count only its n lanes
-        vf kept = vf{};
-        std::memcpy(&kept, &e, n * sizeof(float));
-        e = kept;
-      }
+      vf e = first_lanes(vexp(load_n(z + j, n) + load_n(bias + j, n) - max_v), n, 0.0f);  // count V only
       total_v += e;
       if (d) store_n(d + j, e, n);
     });
