@@ -25,6 +25,12 @@ def load_model(model_dir):
         raise UsageError(f"cannot load the model in {model_dir}: {first}") from None
 
 
+def vocabulary(loaded):
+    """The words of a loaded model by id, from its own vocabulary asset (whatever the file was called)."""
+    path = Path(loaded.vocab.asset_path.numpy().decode())
+    return [line.split("\t", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
 def load(model_dir):
     """The serving signature (it keeps the loaded model alive)."""
     return load_model(model_dir).signatures["serving_default"]
