@@ -137,7 +137,8 @@ def clip_by_global_norm(grads, max_norm):
     ``tf.linalg.global_norm`` square the rows as they come, which
     underestimates the norm whenever a word repeats within a batch.
     """
-    return tf.clip_by_global_norm([tf.convert_to_tensor(g) for g in grads], max_norm)[0]
+    dense = [None if g is None else tf.convert_to_tensor(g) for g in grads]  # None: unused variable
+    return tf.clip_by_global_norm(dense, max_norm)[0]
 
 
 class WindowObjective:
