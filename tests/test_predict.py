@@ -73,11 +73,14 @@ def test_a_long_text_is_echoed_by_its_end_only(trained):
     assert result["context"] == ["the", "cat", "sat", "on", "the"]
 
 
-def test_json_output_has_the_documented_shape(trained):
+def test_json_output_has_the_shape_the_readme_shows(trained):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    documented = json.loads(readme[readme.index("**predict**"):].split("```json\n", 1)[1].split("```")[0])
     proc = run_cli("predict", "--model-dir", trained["dir"], "--json", "--top-k", 2, "on the")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert list(result) == ["input", "context", "prediction", "top_k"]
+    assert list(result) == list(documented) == ["input", "context", "prediction", "top_k"]
+    assert set(documented["top_k"][0]) == {"word", "prob"}
     assert result["input"] == "on the" and result["context"] == ["on", "the"]
     assert [set(item) for item in result["top_k"]] == [{"word", "prob"}] * 2
     assert result["prediction"] == result["top_k"][0]["word"]
