@@ -96,7 +96,9 @@ class FolderLock:
     """An exclusive ``flock`` on ``<folder>/.lock``: a second run writing the same folder is refused.
 
     The kernel drops the lock when the process dies, even by ``kill -9``, so a
-    crash never leaves a stale lock behind.
+    crash never leaves a stale lock behind.  A clean exit removes the file, so
+    a finished folder holds none; whoever locked that file just before its
+    removal sees it gone from the folder and locks a new one.
     """
 
     def __init__(self, folder):
@@ -104,6 +106,12 @@ class FolderLock:
         self.file = None
 
     def __enter__(self):
+        while not self._lock():
+            pass
+        return self
+
+    def _lock(self):
+        """Lock the file at ``self.path``; False if it was removed meanwhile (then lock again)."""
         import fcntl
 
         try:
@@ -119,11 +127,19 @@ class FolderLock:
             self.file.close()
             raise UsageError(f"{self.path.parent} is in use by {holder}; wait for it or use "
                              "another --model-dir") from None
+        try:
+            current = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current != os.fstat(self.file.fileno()).st_ino:  # its holder finished and removed it
+            self.file.close()
+            return False
         self.file.seek(0)
         self.file.truncate()
         self.file.write(f"process {os.getpid()}\n")
         self.file.flush()
-        return self
+        return True
 
     def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)  # still locked: nobody can take it before it is gone
         self.file.close()

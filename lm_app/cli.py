@@ -128,8 +128,10 @@ def cmd_train(args):
 
     cfg = TrainConfig.from_dict(vars(args))
     metrics = train(cfg, resume=args.resume, fresh=args.fresh)
+    epochs = metrics["epochs"]
     print(f"held-out accuracy {metrics['accuracy']:.1%}, top-5 accuracy {metrics['top5']:.1%}, "
-          f"perplexity {metrics['perplexity']:.1f} (best of {metrics['epochs']} epochs)")
+          f"perplexity {metrics['perplexity']:.1f} "
+          f"({'1 epoch' if epochs == 1 else f'best of {epochs} epochs'})")
 
 
 def text_argument(text, what):
@@ -309,7 +311,9 @@ def make_parser():
                        "using only the exported SavedModel.")
     p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
-    p.add_argument("--top-k", type=positive_int, default=5, help="words to list (default: %(default)s)")
+    p.add_argument("--top-k", type=positive_int, default=5,
+                   help="words to list, at most the model's exported top-k (train --top-k) "
+                   "(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--show-attention", action="store_true",
                    help="print each context word's attention weight and write a PNG heat map "

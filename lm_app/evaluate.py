@@ -19,6 +19,7 @@ from .atomic import read_json
 from .config import TrainConfig
 from .corpus import Vocabulary, find_files
 from .errors import UsageError
+from .export import VOCAB_NAME
 from .models import model_from_config
 
 EVAL_CHUNK = 512  # tokens per call for stream models: long enough to keep the kernels busy
@@ -29,7 +30,7 @@ def load_trained(model_dir):
     model_dir = Path(model_dir)
     config = read_json(model_dir / "config.json", "model settings")
     cfg = TrainConfig.from_dict(config)
-    vocab = Vocabulary.load(model_dir / "vocab.txt")
+    vocab = Vocabulary.load(model_dir / VOCAB_NAME)
     if vocab.meta["sha256"] != config.get("vocab_sha256"):
         raise UsageError(f"the vocabulary in {model_dir} is not the one its model was trained with")
     weights = model_dir / "checkpoints" / "best.weights.h5"

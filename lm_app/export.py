@@ -7,6 +7,7 @@ A process that imports only ``tensorflow`` can serve it, and so can
 """
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import tensorflow as tf
@@ -17,6 +18,7 @@ from .corpus import meta_path
 from .errors import UsageError
 
 TAIL_BYTES = 4096  # at most this much of a long text is read: far more than any window needs
+VOCAB_NAME = "vocab.txt"  # the vocabulary in a model folder and its assets, whatever it was called
 SAVED_MODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb")
 
 
@@ -172,24 +174,28 @@ def export(model, vocab_file, model_dir, window, mode, k=10, objective="window",
            target_len=None):
     """Write the SavedModel atomically into ``model_dir``.
 
-    The vocabulary files are copied beside it too, so ``evaluate`` and
-    ``--resume`` need nothing outside the folder.  Files that earlier training
+    The vocabulary files are copied beside it too, as ``vocab.txt`` and
+    ``vocab.json`` whatever they were called, so ``evaluate`` and ``--resume``
+    need nothing outside the folder.  Files that earlier training
     left there (logs, checkpoints, history) are carried into the new folder by
     hard links before the swap, so exporting never loses them.  ``extra_files``
     maps names to bytes written beside the model.
     """
     model_dir = Path(model_dir)
-    if target_len:
-        module = Seq2SeqModule(model, vocab_file, window, mode, k, target_len)
-    else:
-        module = NextWordModule(model, vocab_file, window, mode, k, objective)
-    extra = dict(extra_files or {})
-    for source in (Path(vocab_file), meta_path(vocab_file)):
-        extra["vocab" + source.suffix] = source.read_bytes()
-    try:
-        _write(module, model_dir, extra)
-    except tf.errors.OpError as e:
-        raise UsageError(f"cannot write the model to {model_dir}: {e.message}") from None
+    with tempfile.TemporaryDirectory() as staging:
+        # An asset keeps its file's name: a copy named VOCAB_NAME makes it assets/vocab.txt.
+        asset = Path(staging) / VOCAB_NAME
+        shutil.copyfile(vocab_file, asset)
+        if target_len:
+            module = Seq2SeqModule(model, asset, window, mode, k, target_len)
+        else:
+            module = NextWordModule(model, asset, window, mode, k, objective)
+        extra = {**(extra_files or {}), VOCAB_NAME: asset.read_bytes(),
+                 meta_path(VOCAB_NAME).name: meta_path(vocab_file).read_bytes()}
+        try:
+            _write(module, model_dir, extra)
+        except tf.errors.OpError as e:
+            raise UsageError(f"cannot write the model to {model_dir}: {e.message}") from None
     return model_dir
 
 

@@ -10,8 +10,6 @@ beam search (``decoding.py``) work the same for all of them:
   prompt; past ``target_len`` words the decoded words join the prompt and the
   decoder starts again.
 """
-from pathlib import Path
-
 import numpy as np
 
 from . import decoding, predict, text
@@ -27,8 +25,7 @@ class Generator:
         self.signatures = self.loaded.signatures
         self.serve = self.signatures["serving_default"]
         self.seq2seq = "next_log_probs" in self.signatures
-        vocab_file = Path(model_dir) / "assets" / "vocab.txt"
-        self.words = [line.split("\t", 1)[0] for line in vocab_file.read_text(encoding="utf-8").splitlines()]
+        self.words = predict.vocabulary(self.loaded)
         self.index = {w: i for i, w in enumerate(self.words)}
         self.banned = [self.index[t] for t in (text.PAD, text.UNK) if t in self.index]
         self.target_len = None

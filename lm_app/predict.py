@@ -7,6 +7,8 @@ import numpy as np
 from .atomic import recover
 from .errors import UsageError
 
+SHOWN_CHARS = 200  # of a long text only its end is echoed back: the model reads only its last words
+
 
 def load_model(model_dir):
     """Load a SavedModel, turning a missing or broken folder into a UsageError."""
@@ -25,13 +27,29 @@ def load_model(model_dir):
         raise UsageError(f"cannot load the model in {model_dir}: {first}") from None
 
 
+def vocabulary(loaded):
+    """The words of a loaded model by id, from its own vocabulary asset (whatever the file was called)."""
+    path = Path(loaded.vocab.asset_path.numpy().decode())
+    return [line.split("\t", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
 def load(model_dir):
     """The serving signature (it keeps the loaded model alive)."""
     return load_model(model_dir).signatures["serving_default"]
 
 
+def shown(text):
+    """The end of ``text`` as echoed back: its last words (whitespace collapsed), "..." where it was cut."""
+    tail = text[-SHOWN_CHARS - 1:]  # one character more, to see whether the first word is whole
+    words = tail.split()
+    cut = len(text) > SHOWN_CHARS
+    if cut and len(words) > 1 and not tail[0].isspace():
+        words = words[1:]
+    return ("... " if cut else "") + " ".join(words)
+
+
 def predict(serve, texts, top_k=5):
-    """For each text: the words it used, the top-k next words and their probabilities."""
+    """For each text: its end (``input``), the words it used, the top-k next words and their probabilities."""
     import tensorflow as tf
 
     for t in texts:
@@ -49,7 +67,7 @@ def predict(serve, texts, top_k=5):
         top = [{"word": w.decode(), "prob": float(p)} for w, p in zip(words[:top_k], probs[:top_k])]
         context = out["context"].numpy()[row]
         keep = context != b"<pad>"
-        result = {"input": text, "context": [c.decode() for c in context[keep]],
+        result = {"input": shown(text), "context": [c.decode() for c in context[keep]],
                   "prediction": top[0]["word"], "top_k": top}
         if "attention" in out:  # (context,) for attention models, (generated, context) for seq2seq
             weights = out["attention"].numpy()[row]
@@ -63,9 +81,9 @@ def predict(serve, texts, top_k=5):
 
 def format_result(result, show_attention=False):
     """The human-readable report: the prediction, then a table of the top words."""
-    lines = [f"Prediction: {result['input'].strip()} {result['prediction']}"]
+    lines = [f"Prediction: {result['input']} {result['prediction']}"]
     if "continuation" in result:
-        lines.append(f"Continuation: {result['input'].strip()} {result['continuation']} "
+        lines.append(f"Continuation: {result['input']} {result['continuation']} "
                      f"(log-probability {result['log_prob']:.2f})")
     lines += [f"Context used: {' '.join(result['context']) or '(none)'}", "",
               f"{'rank':>4}  {'word':<20} {'probability':>11}"]

@@ -144,19 +144,32 @@ def _convert(concrete):
 
 
 def run_tflite(content, ids):
-    """Probabilities from TFLite's interpreter for ``ids`` [1, window] (for checks and tests)."""
-    import warnings
-
+    """Probabilities from a TFLite interpreter for ``ids`` [1, window] (for checks and tests)."""
     import numpy as np
-    import tensorflow as tf
 
     from .cli import quiet_stderr
 
-    # tf.lite.Interpreter warns that LiteRT will replace it; its C++ side logs its delegate.
-    with warnings.catch_warnings(), quiet_stderr():
-        warnings.simplefilter("ignore")
-        runner = tf.lite.Interpreter(model_content=content).get_signature_runner()
+    with quiet_stderr():  # the interpreter's C++ side logs its delegate
+        runner = interpreter(content).get_signature_runner()
         return runner(ids=np.asarray(ids, np.int32))["probabilities"]
+
+
+def interpreter(content):
+    """LiteRT's interpreter (``pip install ai-edge-litert``), the supported one, where installed.
+
+    Else TensorFlow's own copy, which warns that LiteRT replaces it.
+    """
+    import warnings
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter(model_content=content)
+    return Interpreter(model_content=content)
 
 
 def window_ids(text_in, vocab, window):

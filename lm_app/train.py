@@ -137,7 +137,8 @@ def clip_by_global_norm(grads, max_norm):
     ``tf.linalg.global_norm`` square the rows as they come, which
     underestimates the norm whenever a word repeats within a batch.
     """
-    return tf.clip_by_global_norm([tf.convert_to_tensor(g) for g in grads], max_norm)[0]
+    dense = [None if g is None else tf.convert_to_tensor(g) for g in grads]  # None: unused variable
+    return tf.clip_by_global_norm(dense, max_norm)[0]
 
 
 class WindowObjective:
@@ -438,7 +439,11 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
             logs.update({f"val_{k}": v for k, v in trainer.evaluate().items()})
             logs["val_perplexity"] = math.exp(min(logs["val_loss"], 700))
             logs["learning_rate"] = float(trainer.optimizer.learning_rate.numpy())
-            bar.update(n_train, list(logs.items()), finalize=True)
+            # Keras shows every value with four decimals; the speed reads better rounded, on its own line.
+            speed = ("seconds", "tokens_per_second")
+            bar.update(n_train, [(k, v) for k, v in logs.items() if k not in speed], finalize=True)
+            if verbose:
+                print(f"training: {seconds:.1f} s, {logs['tokens_per_second']:,.0f} tokens/s")
             for key, value in logs.items():
                 p["history"].setdefault(key, []).append(float(value))
             record_epoch(writers, epoch, logs)

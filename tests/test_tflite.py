@@ -1,10 +1,14 @@
 """``export --format tflite``: the .tflite network gives the SavedModel's probabilities on the same ids."""
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import assert_usage_error, run_cli, tiny_corpus, train_cli
+from tests.conftest import ROOT, assert_usage_error, run_cli, tiny_corpus, train_cli
 
 pytestmark = pytest.mark.slow
 
@@ -70,17 +74,36 @@ def test_tflite_probabilities_equal_the_saved_model(models, arch, tmp_path):
         assert abs(got.sum() - 1) < 1e-5
 
 
-# tf.lite.Interpreter warns that LiteRT will replace it; it is what TF 2.21 ships.
-@pytest.mark.filterwarnings("ignore::UserWarning:tensorflow.lite.python.interpreter")
 def test_the_interpreter_sees_a_fixed_int32_window(models):
-    import tensorflow as tf
+    from lm_app import tflite
 
-    interpreter = tf.lite.Interpreter(model_path=str(models["rnn"] / "model.tflite"))
+    interpreter = tflite.interpreter((models["rnn"] / "model.tflite").read_bytes())
     (signature,) = interpreter.get_signature_list().values()
     assert signature == {"inputs": ["ids"], "outputs": ["probabilities"]}
     (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
     assert inp["dtype"] == np.int32 and inp["shape"].tolist() == [1, 5]
     assert outp["dtype"] == np.float32 and outp["shape"].tolist() == [1, 19]
+
+
+def test_the_readme_snippet_runs_on_litert_without_tensorflow_or_warnings(models):
+    """#12.19: the README's TFLite example uses the supported interpreter, not tf.lite's deprecated one."""
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        pytest.skip("ai-edge-litert is not installed (pip install -e '.[test]' installs it)")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = readme[readme.index("## TFLite"):].split("```python\n", 1)[1].split("```", 1)[0]
+    prompt = "the bird sang over the"
+    script = (snippet.replace("saved_models/lm", str(models["rnn"]))
+              .replace("some of them looks like", prompt)
+              + "import sys\nassert not [m for m in sys.modules if m.startswith('tensorflow')]\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True,
+                          cwd=models["rnn"], env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    _, probabilities = saved_model_outputs(models["rnn"], [prompt])
+    words = [line.split("\t")[0] for line in
+             (models["rnn"] / "vocab.txt").read_text(encoding="utf-8").splitlines()]
+    assert proc.stdout.split() == [words[int(np.argmax(probabilities[0][1:])) + 1]]
 
 
 @pytest.mark.parametrize("change, fragment", [
