@@ -45,35 +45,6 @@ from .models import stream_model, window_model
 STATE = "checkpoints"
 
 
-def check_config(cfg):
-    for name in ("window", "bptt", "embedding", "hidden", "layers", "epochs", "batch_size", "top_k"):
-        if getattr(cfg, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive")
-    if cfg.learning_rate <= 0:
-        raise UsageError("--learning-rate must be positive")
-    if cfg.save_every < 0 or cfg.clip_norm < 0:
-        raise UsageError("--save-every and --clip-norm must be 0 or more")
-    if cfg.lr_decay < 1:
-        raise UsageError("--lr-decay must be 1 (off) or more")
-    if not 0 < cfg.valid_fraction <= 0.5:
-        raise UsageError("--valid-fraction must be in (0, 0.5]")
-    if cfg.objective not in ("window", "stream"):
-        raise UsageError("--objective must be window or stream")
-    if cfg.objective == "stream" and cfg.arch in ("attention", "seq2seq"):
-        raise UsageError(f"--arch {cfg.arch} reads windows: use --objective window")
-    if cfg.target_len <= 0:
-        raise UsageError("--target-len must be positive")
-    if cfg.optimizer not in ("adam", "sgd"):
-        raise UsageError("--optimizer must be adam or sgd")
-    if cfg.strategy not in ("default", "mirrored", "multi-worker"):
-        raise UsageError("--strategy must be default, mirrored or multi-worker")
-    if cfg.strategy != "default" and cfg.objective == "stream":
-        raise UsageError("--objective stream trains on one device: its state is carried per row")
-    if cfg.strategy == "multi-worker" and "TF_CONFIG" not in os.environ:
-        raise UsageError("--strategy multi-worker needs the TF_CONFIG environment variable "
-                         "(the cluster's workers and this one's index)")
-
-
 def make_strategy(name):
     """A tf.distribute strategy; create it before any other TensorFlow op (collectives need that)."""
     if name == "mirrored":
@@ -362,7 +333,7 @@ def train(cfg, resume=False, fresh=False, verbose=None, log=print, on_epoch=None
     ``on_epoch(logs)``, if given, is called after each epoch has been saved
     (the benchmark uses it to hand the CPU to the other side between epochs).
     """
-    check_config(cfg)
+    cfg.validate()
     strategy = make_strategy(cfg.strategy)
     index = worker_index() if cfg.strategy == "multi-worker" else 0
     if index:

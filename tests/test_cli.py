@@ -1,7 +1,8 @@
 """Bad input: one line on stderr, exit code 2, no traceback, nothing half-written."""
 import pytest
 
-from tests.conftest import assert_usage_error, cycle_corpus, run_cli, tiny_corpus
+from tests.conftest import (assert_one_line_error, assert_usage_error, cycle_corpus, main_in_process,
+                            run_cli, tiny_corpus)
 
 
 def test_help_lists_the_commands():
@@ -32,13 +33,6 @@ def test_build_dict_refuses_a_directory_as_vocab_path(tmp_path):
     (tmp_path / "vocab.txt").mkdir()
     proc = run_cli("build-dict", "--corpus", tmp_path / "c" / "*.txt", "--vocab", tmp_path / "vocab.txt")
     assert_usage_error(proc, "cannot write")
-
-
-@pytest.mark.parametrize("flag", ["--hidden", "--window", "--epochs", "--batch-size", "--embedding"])
-@pytest.mark.parametrize("value", ["0", "-3"])
-def test_train_refuses_non_positive_sizes(flag, value):
-    proc = run_cli("train", flag, value)
-    assert_usage_error(proc, f"argument {flag}: must be a positive integer")
 
 
 def test_train_needs_a_vocabulary(tmp_path):
@@ -86,3 +80,4 @@ def test_peephole_needs_an_lstm(tmp_path):
     proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
                    "--arch", "gru", "--peephole")
     assert_usage_error(proc, "--peephole needs --arch lstm")
+
