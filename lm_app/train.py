@@ -38,7 +38,7 @@ import tensorflow as tf
 from . import data, export, losses, plot
 from .atomic import FolderLock, atomic_path, read_json, write_json
 from .config import TrainConfig
-from .corpus import Vocabulary, find_files
+from .corpus import Vocabulary, find_files, mode_mismatch
 from .errors import UsageError
 from .models import stream_model, window_model
 
@@ -351,6 +351,9 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
     model_dir = Path(cfg.model_dir)
     state = model_dir / STATE
     files = find_files(cfg.corpus)
+    mismatch = mode_mismatch(files, vocab)
+    if mismatch:
+        print(f"lm_app train: warning: {mismatch}", file=sys.stderr)
     objective = (StreamObjective if cfg.objective == "stream" else WindowObjective)(cfg, vocab, files)
     log(f"{len(files)} file(s), vocabulary {len(vocab)}, {objective.describe}")
 
