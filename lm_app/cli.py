@@ -130,6 +130,9 @@ def text_argument(text, what):
 
 
 def cmd_predict(args):
+    if args.attention_png and not args.show_attention:
+        raise UsageError("--attention-png acts with --show-attention only")
+    args.attention_png = args.attention_png or "attention.png"
     args.text = text_argument(args.text, "predict from")
     import_tensorflow()
     from . import predict
@@ -304,8 +307,8 @@ def make_parser():
     p.add_argument("--show-attention", action="store_true",
                    help="print each context word's attention weight and write a PNG heat map "
                    "(--arch attention and seq2seq models)")
-    p.add_argument("--attention-png", default="attention.png",
-                   help="where --show-attention writes its heat map (default: %(default)s)")
+    p.add_argument("--attention-png", default=None,
+                   help="where --show-attention writes its heat map (default: attention.png)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("generate", help="continue a text word by word",

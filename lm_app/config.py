@@ -82,8 +82,9 @@ class TrainConfig:
     def validate(self):
         """Refuse, in one line naming the flag, a value out of range or a flag this run would ignore."""
         for name, choices in CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise UsageError(f"{flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if value not in choices:
+                raise UsageError(f"{flag(name)} must be one of {', '.join(choices)}, got {value!r}")
         for name in POSITIVE:
             if getattr(self, name) <= 0:
                 raise UsageError(f"{flag(name)} must be a positive integer, got {getattr(self, name)}")
@@ -107,9 +108,10 @@ class TrainConfig:
                              "(the cluster's workers and this one's index)")
 
     def conflicts(self):
-        """Why flags given together cannot all act: a flag other than its default that this run would ignore."""
+        """Why the flags cannot all act: chiefly a setting off its default that this run would ignore."""
         default = TrainConfig(objective=self.objective)
-        changed = {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+        changed = {f.name for f in dataclasses.fields(self)
+                   if getattr(self, f.name) != getattr(default, f.name)}
         stream, arch = self.objective == "stream", self.arch
         if stream and arch in ("attention", "seq2seq"):
             yield f"--arch {arch} reads windows: use --objective window"

@@ -52,6 +52,7 @@ REFUSED = [
     (["generate", "x", "--top-p", "0"], "--top-p must be in (0, 1]"),
     (["generate", "x", "--temperature", "-1"], "--temperature must be 0 (greedy) or more"),
     (["generate", "x", "--top-k", "-1"], "--top-k must be 0 (all) or more"),
+    (["predict", "x", "--attention-png", "a.png"], "--attention-png acts with --show-attention only"),
 ]
 
 
