@@ -315,7 +315,8 @@ def make_parser():
                        description="Continue TEXT from the exported SavedModel alone: each chosen "
                        "word is fed back (the seq2seq decoder for seq2seq models). Sampling is "
                        "reproducible with --seed; --greedy, --temperature 0, --top-k 1 and --beam 1 "
-                       "all take the most likely word.")
+                       "all take the most likely word. --beam, --greedy and --temperature 0 do not "
+                       "sample: the sampling flags are refused beside them.")
     p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
     p.add_argument("--words", type=positive_int, default=10, help="words to add (default: %(default)s)")
@@ -349,6 +350,6 @@ def main(argv=None):
         print(f"{PROG} {args.command}: error: {message[:500]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
