@@ -58,8 +58,11 @@ def mode_mismatch(files, vocab, sample_bytes=1 << 16):
     ``<unk>`` into the word ``unk``.  A sample of the first file tells: raw text
     read as pretokenized is mostly ``<unk>`` to a vocabulary that knows its words.
     """
-    with open(files[0], "rb") as f:
-        sample = f.read(sample_bytes).decode(vocab.meta.get("encoding", "utf-8"), errors="replace")
+    try:
+        with open(files[0], "rb") as f:
+            sample = f.read(sample_bytes).decode(vocab.meta.get("encoding", "utf-8"), errors="replace")
+    except OSError:
+        return None  # reading the corpus reports it
     sample = sample[:sample.rfind("\n") + 1] or sample  # whole lines only
     if vocab.mode == "words":
         if {text.UNK, text.EOS} & set(sample.split()):
