@@ -302,7 +302,9 @@ def make_parser():
                        "using only the exported SavedModel.")
     p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
-    p.add_argument("--top-k", type=positive_int, default=5, help="words to list (default: %(default)s)")
+    p.add_argument("--top-k", type=positive_int, default=5,
+                   help="words to list, at most the model's exported top-k (train --top-k) "
+                   "(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--show-attention", action="store_true",
                    help="print each context word's attention weight and write a PNG heat map "

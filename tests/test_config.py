@@ -80,13 +80,15 @@ def test_every_option_shows_its_default():
         command.format_help()  # every %(default)s renders
 
 
-def test_help_says_which_flags_act_for_one_objective():
+def test_help_says_which_flags_act_for_one_objective_and_their_limits():
     [sub] = [a for a in make_parser()._actions if a.choices and "train" in a.choices]
     helps = {a.dest: a.help for a in sub.choices["train"]._actions}
     for name in ("valid_corpus", "tied", "bptt"):
         assert "--objective stream only" in helps[name]
     assert "--objective window only" in helps["window"]
     assert "with --objective window" in helps["lr_decay"] and "with stream" in helps["lr_decay"]
+    predict = {a.dest: a.help for a in sub.choices["predict"]._actions}
+    assert "at most the model's exported top-k" in predict["top_k"]
 
 
 def test_the_default_lr_decay_depends_on_the_objective():
