@@ -179,7 +179,7 @@ def cmd_evaluate(args):
 
 
 def make_parser():
-    from .config import LR_DECAY, SEED_MAX, TrainConfig
+    from .config import CHOICES, LR_DECAY, SEED_MAX, TrainConfig
 
     defaults = TrainConfig()
     parser = Parser(prog=PROG, description="A word-level next-word predictor: build a "
@@ -210,13 +210,13 @@ def make_parser():
     p.add_argument("--vocab", default=defaults.vocab, help="vocabulary from build-dict (default: %(default)s)")
     p.add_argument("--model-dir", default=defaults.model_dir, help="output folder (default: %(default)s)")
     p.add_argument("--arch", default=defaults.arch,
-                   choices=("rnn", "lstm", "gru", "attention", "seq2seq"),
+                   choices=CHOICES["arch"],
                    help="simple RNN, LSTM or GRU layers; attention: the last state attends over "
                    "the window; seq2seq: an encoder-decoder writing the next --target-len words "
                    "(default: %(default)s)")
-    p.add_argument("--cell", default=defaults.cell, choices=("rnn", "lstm", "gru"),
+    p.add_argument("--cell", default=defaults.cell, choices=CHOICES["cell"],
                    help="the cell of --arch attention and seq2seq only (default: %(default)s)")
-    p.add_argument("--score", default=defaults.score, choices=("general", "additive", "dot"),
+    p.add_argument("--score", default=defaults.score, choices=CHOICES["score"],
                    help="attention score of --arch attention and seq2seq only: Luong general or "
                    "dot, Bahdanau additive (default: %(default)s)")
     p.add_argument("--target-len", type=int, default=defaults.target_len,
@@ -226,7 +226,7 @@ def make_parser():
                    "lstm, or attention with --cell lstm; default: off)")
     p.add_argument("--bidirectional", action="store_true",
                    help="refused: a next-word model cannot read the words after the one it predicts")
-    p.add_argument("--objective", default=defaults.objective, choices=("window", "stream"),
+    p.add_argument("--objective", default=defaults.objective, choices=CHOICES["objective"],
                    help="window: --window words predict the next (the notes'); stream: the "
                    "standard protocol, contiguous rows read --bptt tokens at a time with the "
                    "state carried over (default: %(default)s)")
@@ -254,7 +254,7 @@ def make_parser():
                    "--embedding = --hidden; default: off)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size,
                    help="windows per batch, or rows with --objective stream (default: %(default)s)")
-    p.add_argument("--optimizer", default=defaults.optimizer, choices=("adam", "sgd"),
+    p.add_argument("--optimizer", default=defaults.optimizer, choices=CHOICES["optimizer"],
                    help="(default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                    help="initial learning rate (default: %(default)s)")
@@ -279,7 +279,7 @@ def make_parser():
     p.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --model-dir and start again")
     p.add_argument("--strategy", default=defaults.strategy,
-                   choices=("default", "mirrored", "multi-worker"),
+                   choices=CHOICES["strategy"],
                    help="tf.distribute: one device, all local devices (mirrored), or the "
                    "machines of the TF_CONFIG cluster (multi-worker) (default: %(default)s)")
     p.set_defaults(func=cmd_train)

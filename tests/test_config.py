@@ -120,3 +120,14 @@ def test_a_window_run_keeps_its_rate_unless_told_to_decay(tmp_path):
         assert json.loads((tmp_path / name / "config.json").read_text())["lr_decay"] == cfg.lr_decay
     assert rates["default"] == [pytest.approx(0.8)] * 6
     assert math.isclose(min(rates["decay"]), 0.8 / 2 ** stalled, rel_tol=1e-5)
+
+
+def test_a_script_gets_the_same_checks_as_the_command_line():
+    """train() validates too, with the CLI's wording: argparse's choices are not the only guard."""
+    from lm_app.errors import UsageError
+
+    with pytest.raises(UsageError, match="--arch must be one of rnn, lstm, gru, attention, seq2seq, got 'foo'"):
+        TrainConfig(arch="foo").validate()
+    with pytest.raises(UsageError, match="--tied acts with --objective stream only"):
+        TrainConfig(tied=True, embedding=8, hidden=8).validate()
+    TrainConfig(objective="stream", tied=True, embedding=8, hidden=8).validate()
