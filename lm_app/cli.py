@@ -37,20 +37,6 @@ def non_negative_int(value):
     return n
 
 
-def positive_float(value):
-    x = float(value)
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return x
-
-
-def fraction(value):
-    x = float(value)
-    if not 0 <= x < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return x
-
-
 @contextlib.contextmanager
 def quiet_stderr():
     """Hide what TensorFlow's C++ side prints while it loads (it ignores TF_CPP_MIN_LOG_LEVEL then)."""
@@ -122,11 +108,13 @@ def cmd_train(args):
     if args.bidirectional:
         raise UsageError("--bidirectional cannot predict the next word: its backward half would "
                          "read the future words it must predict (use it in encoders only)")
-    import_tensorflow()
     from .config import TrainConfig
-    from .train import train
 
     cfg = TrainConfig.from_dict(vars(args))
+    cfg.validate()  # before TensorFlow loads: a bad flag is answered at once
+    import_tensorflow()
+    from .train import train
+
     metrics = train(cfg, resume=args.resume, fresh=args.fresh)
     epochs = metrics["epochs"]
     print(f"held-out accuracy {metrics['accuracy']:.1%}, top-5 accuracy {metrics['top5']:.1%}, "
@@ -144,6 +132,9 @@ def text_argument(text, what):
 
 
 def cmd_predict(args):
+    if args.attention_png and not args.show_attention:
+        raise UsageError("--attention-png acts with --show-attention only")
+    args.attention_png = args.attention_png or "attention.png"
     args.text = text_argument(args.text, "predict from")
     import_tensorflow()
     from . import predict
@@ -168,18 +159,12 @@ def cmd_predict(args):
 
 
 def cmd_generate(args):
-    args.text = text_argument(args.text, "continue")
-    if args.temperature < 0:
-        raise UsageError("--temperature must be 0 or more")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise UsageError("--top-p must be in (0, 1]")
-    import_tensorflow()
-    from .generate import Generator
+    from .generate import Generator, decoding_options
 
-    result = Generator(args.model_dir).generate(
-        args.text, args.words, temperature=args.temperature, top_k=args.top_k,
-        top_p=args.top_p if args.top_p is not None else 1.0, beam=args.beam, seed=args.seed,
-        greedy=args.greedy)
+    args.text = text_argument(args.text, "continue")
+    options = decoding_options(args.temperature, args.top_k, args.top_p, args.beam, args.greedy, args.seed)
+    import_tensorflow()
+    result = Generator(args.model_dir).generate(args.text, args.words, **options)
     if args.json:
         print(json.dumps(result))
     else:
@@ -191,12 +176,12 @@ def cmd_evaluate(args):
     import_tensorflow()
     from . import evaluate
 
-    report = evaluate.evaluate(args.model_dir, args.corpus, args.pretokenized or None)
+    report = evaluate.evaluate(args.model_dir, args.corpus, args.pretokenized)
     print(json.dumps(report) if args.json else evaluate.format_report(report))
 
 
 def make_parser():
-    from .config import TrainConfig
+    from .config import CHOICES, LR_DECAY, SEED_MAX, TrainConfig
 
     defaults = TrainConfig()
     parser = Parser(prog=PROG, description="A word-level next-word predictor: build a "
@@ -227,61 +212,68 @@ def make_parser():
     p.add_argument("--vocab", default=defaults.vocab, help="vocabulary from build-dict (default: %(default)s)")
     p.add_argument("--model-dir", default=defaults.model_dir, help="output folder (default: %(default)s)")
     p.add_argument("--arch", default=defaults.arch,
-                   choices=("rnn", "lstm", "gru", "attention", "seq2seq"),
+                   choices=CHOICES["arch"],
                    help="simple RNN, LSTM or GRU layers; attention: the last state attends over "
                    "the window; seq2seq: an encoder-decoder writing the next --target-len words "
                    "(default: %(default)s)")
-    p.add_argument("--cell", default=defaults.cell, choices=("rnn", "lstm", "gru"),
-                   help="the cell of --arch attention and seq2seq (default: %(default)s)")
-    p.add_argument("--score", default=defaults.score, choices=("general", "additive", "dot"),
-                   help="attention score: Luong general or dot, Bahdanau additive (default: %(default)s)")
-    p.add_argument("--target-len", type=positive_int, default=defaults.target_len,
-                   help="words the seq2seq decoder writes (default: %(default)s)")
+    p.add_argument("--cell", default=defaults.cell, choices=CHOICES["cell"],
+                   help="the cell of --arch attention and seq2seq only (default: %(default)s)")
+    p.add_argument("--score", default=defaults.score, choices=CHOICES["score"],
+                   help="attention score of --arch attention and seq2seq only: Luong general or "
+                   "dot, Bahdanau additive (default: %(default)s)")
+    p.add_argument("--target-len", type=int, default=defaults.target_len,
+                   help="words the decoder writes, --arch seq2seq only (default: %(default)s)")
     p.add_argument("--peephole", action="store_true",
-                   help="LSTM peephole connections: the gates also see the cell state")
+                   help="LSTM peephole connections: the gates also see the cell state (--arch "
+                   "lstm, or attention with --cell lstm; default: off)")
     p.add_argument("--bidirectional", action="store_true",
                    help="refused: a next-word model cannot read the words after the one it predicts")
-    p.add_argument("--objective", default=defaults.objective, choices=("window", "stream"),
+    p.add_argument("--objective", default=defaults.objective, choices=CHOICES["objective"],
                    help="window: --window words predict the next (the notes'); stream: the "
                    "standard protocol, contiguous rows read --bptt tokens at a time with the "
                    "state carried over (default: %(default)s)")
     p.add_argument("--valid-corpus", default=defaults.valid_corpus,
-                   help="glob of held-out text; without it --valid-fraction of the corpus is held out")
-    p.add_argument("--window", type=positive_int, default=defaults.window,
-                   help="words of context per example (default: %(default)s)")
-    p.add_argument("--bptt", type=positive_int, default=defaults.bptt,
-                   help="tokens per chunk with --objective stream (default: %(default)s)")
-    p.add_argument("--embedding", type=positive_int, default=defaults.embedding,
+                   help="glob of held-out text, --objective stream only (default: none, "
+                   "--valid-fraction of the corpus is held out)")
+    p.add_argument("--window", type=int, default=defaults.window,
+                   help="words of context per example, --objective window only (default: %(default)s)")
+    p.add_argument("--bptt", type=int, default=defaults.bptt,
+                   help="tokens per chunk, --objective stream only (default: %(default)s)")
+    p.add_argument("--embedding", type=int, default=defaults.embedding,
                    help="embedding size (default: %(default)s)")
-    p.add_argument("--hidden", type=positive_int, default=defaults.hidden,
+    p.add_argument("--hidden", type=int, default=defaults.hidden,
                    help="recurrent units per layer (default: %(default)s)")
-    p.add_argument("--layers", type=positive_int, default=defaults.layers,
-                   help="recurrent layers (default: %(default)s)")
-    p.add_argument("--dropout", type=fraction, default=defaults.dropout,
-                   help="dropout on inputs and outputs (default: %(default)s)")
-    p.add_argument("--epochs", type=positive_int, default=defaults.epochs,
+    p.add_argument("--layers", type=int, default=defaults.layers,
+                   help="recurrent layers, --arch rnn, lstm and gru only (default: %(default)s)")
+    p.add_argument("--dropout", type=float, default=defaults.dropout,
+                   help="dropout on inputs and outputs, in [0, 1); not --arch seq2seq (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=defaults.epochs,
                    help="most epochs; stops early when validation loss stalls (default: %(default)s)")
-    p.add_argument("--patience", type=positive_int, default=defaults.patience,
+    p.add_argument("--patience", type=int, default=defaults.patience,
                    help="epochs without improvement before stopping (default: %(default)s)")
     p.add_argument("--tied", action="store_true",
-                   help="share the embedding and softmax weights (needs --embedding = --hidden)")
-    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
+                   help="share the embedding and softmax weights, --objective stream only (needs "
+                   "--embedding = --hidden; default: off)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
                    help="windows per batch, or rows with --objective stream (default: %(default)s)")
-    p.add_argument("--optimizer", default=defaults.optimizer, choices=("adam", "sgd"),
+    p.add_argument("--optimizer", default=defaults.optimizer, choices=CHOICES["optimizer"],
                    help="(default: %(default)s)")
-    p.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate,
+    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                    help="initial learning rate (default: %(default)s)")
-    p.add_argument("--lr-decay", type=float, default=defaults.lr_decay,
+    p.add_argument("--lr-decay", type=float, default=None,
                    help="divide the learning rate by this after an epoch without validation "
-                   "improvement, 1 = never (default: %(default)s)")
+                   f"improvement, 1 = never, both objectives (default: {LR_DECAY['window']:g}, a "
+                   f"constant rate, with --objective window; {LR_DECAY['stream']:g} with stream)")
     p.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
                    help="clip the gradient to this global norm, 0 = off (default: %(default)s)")
-    p.add_argument("--valid-fraction", type=fraction, default=defaults.valid_fraction,
-                   help="share of windows held out, in contiguous blocks (default: %(default)s)")
-    p.add_argument("--top-k", type=positive_int, default=defaults.top_k,
+    p.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction,
+                   help="share held out, in (0, 0.5]: windows in contiguous blocks, or the end of "
+                   "the stream (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=defaults.top_k,
                    help="next words the exported model returns (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
-    p.add_argument("--save-every", type=non_negative_int, default=defaults.save_every,
+    p.add_argument("--seed", type=int, default=defaults.seed,
+                   help=f"random seed, 0 to {SEED_MAX} (default: %(default)s)")
+    p.add_argument("--save-every", type=int, default=defaults.save_every,
                    help="also save the full training state every N steps, 0 = only at epoch "
                    "ends (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
@@ -289,7 +281,7 @@ def make_parser():
     p.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --model-dir and start again")
     p.add_argument("--strategy", default=defaults.strategy,
-                   choices=("default", "mirrored", "multi-worker"),
+                   choices=CHOICES["strategy"],
                    help="tf.distribute: one device, all local devices (mirrored), or the "
                    "machines of the TF_CONFIG cluster (multi-worker) (default: %(default)s)")
     p.set_defaults(func=cmd_train)
@@ -302,7 +294,8 @@ def make_parser():
     p.add_argument("--model-dir", default=defaults.model_dir, help="trained model (default: %(default)s)")
     p.add_argument("--corpus", required=True, help="glob of held-out text files")
     p.add_argument("--pretokenized", action="store_true",
-                   help="the corpus is Penn-Treebank style (must match how the model was trained)")
+                   help="the corpus is Penn-Treebank style; required for a model trained on such a "
+                   "vocabulary and refused otherwise (default: plain text)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
@@ -318,28 +311,33 @@ def make_parser():
     p.add_argument("--show-attention", action="store_true",
                    help="print each context word's attention weight and write a PNG heat map "
                    "(--arch attention and seq2seq models)")
-    p.add_argument("--attention-png", default="attention.png",
-                   help="where --show-attention writes its heat map (default: %(default)s)")
+    p.add_argument("--attention-png", default=None,
+                   help="where --show-attention writes its heat map (default: attention.png)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("generate", help="continue a text word by word",
                        description="Continue TEXT from the exported SavedModel alone: each chosen "
                        "word is fed back (the seq2seq decoder for seq2seq models). Sampling is "
                        "reproducible with --seed; --greedy, --temperature 0, --top-k 1 and --beam 1 "
-                       "all take the most likely word.")
+                       "all take the most likely word. --beam, --greedy and --temperature 0 do not "
+                       "sample: the sampling flags are refused beside them.")
     p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
     p.add_argument("--words", type=positive_int, default=10, help="words to add (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="below 1 sharper, above 1 flatter, 0 greedy (default: %(default)s)")
-    p.add_argument("--top-k", type=non_negative_int, default=0,
-                   help="sample among the k most likely words only, 0 = all (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="below 1 sharper, above 1 flatter, 0 greedy (default: 1)")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="sample among the k most likely words only, 0 = all (default: 0)")
     p.add_argument("--top-p", type=float, default=None,
-                   help="sample among the fewest most likely words whose probability reaches p")
-    p.add_argument("--beam", type=non_negative_int, default=0,
-                   help="beam search with this many hypotheses instead of sampling")
-    p.add_argument("--greedy", action="store_true", help="always take the most likely word")
-    p.add_argument("--seed", type=int, default=None, help="seed of the sampling")
+                   help="sample among the fewest most likely words whose probability reaches p, "
+                   "in (0, 1] (default: 1, no cut)")
+    p.add_argument("--beam", type=int, default=None,
+                   help="beam search with this many hypotheses instead of sampling (default: "
+                   "none, sample)")
+    p.add_argument("--greedy", action="store_true",
+                   help="always take the most likely word (default: sample)")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"seed of the sampling, 0 to {SEED_MAX} (default: none, a fresh draw each run)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_generate)
     serve.add_parser(sub, defaults.model_dir)
@@ -353,9 +351,9 @@ def main(argv=None):
         args.func(args)
     except UsageError as e:
         message = " ".join(str(e).split())  # one line, whatever a library put in the message
-        print(f"{PROG}: error: {message[:500]}", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: {message[:500]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0

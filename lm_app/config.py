@@ -1,5 +1,38 @@
-"""Run settings, kept apart from the training code so the CLI can show defaults without importing TensorFlow."""
+"""Run settings, kept apart from the training code so the CLI can show defaults without importing TensorFlow.
+
+Every rule a run's settings must obey lives in :meth:`TrainConfig.validate`,
+so the CLI, a resumed run and a script calling ``train()`` are checked alike,
+each rule with one message that names the flag.
+"""
 import dataclasses
+import os
+
+from .errors import UsageError
+
+SEED_MAX = 2**32 - 1  # NumPy's generators (sampling, Keras' set_random_seed) take [0, 2**32)
+# Dividing the rate after a stalled epoch is the standard protocol's recipe; the notes'
+# window runs keep Adam's rate constant.
+LR_DECAY = {"window": 1.0, "stream": 4.0}
+CHOICES = {
+    "arch": ("rnn", "lstm", "gru", "attention", "seq2seq"),
+    "cell": ("rnn", "lstm", "gru"),
+    "score": ("general", "additive", "dot"),
+    "objective": ("window", "stream"),
+    "optimizer": ("adam", "sgd"),
+    "strategy": ("default", "mirrored", "multi-worker"),
+}
+POSITIVE = ("window", "bptt", "embedding", "hidden", "layers", "epochs", "patience", "batch_size",
+            "top_k", "target_len")
+
+
+def flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def check_seed(seed, name="--seed"):
+    """The one seed range of ``train`` and ``generate``."""
+    if not 0 <= seed <= SEED_MAX:
+        raise UsageError(f"{name} must be in [0, {SEED_MAX}], got {seed}")
 
 
 @dataclasses.dataclass
@@ -28,7 +61,7 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 0.005
     clip_norm: float = 0.0
-    lr_decay: float = 4.0
+    lr_decay: float = None  # None (not given): LR_DECAY[objective]
     patience: int = 3
     valid_fraction: float = 0.2
     top_k: int = 10
@@ -36,8 +69,71 @@ class TrainConfig:
     strategy: str = "default"
     seed: int = 1234
 
+    def __post_init__(self):
+        if self.lr_decay is None:
+            self.lr_decay = LR_DECAY.get(self.objective, 1.0)
+
     @classmethod
     def from_dict(cls, stored):
         """Settings saved by a run (config.json, run.json), ignoring keys that are not settings."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in stored.items() if k in known})
+
+    def validate(self):
+        """Refuse, in one line naming the flag, a value out of range or a flag this run would ignore."""
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise UsageError(f"{flag(name)} must be one of {', '.join(choices)}, got {value!r}")
+        for name in POSITIVE:
+            if getattr(self, name) <= 0:
+                raise UsageError(f"{flag(name)} must be a positive integer, got {getattr(self, name)}")
+        ranges = [
+            ("learning_rate", self.learning_rate > 0, "must be positive"),
+            ("clip_norm", self.clip_norm >= 0, "must be 0 (off) or more"),
+            ("save_every", self.save_every >= 0, "must be 0 (only at epoch ends) or more"),
+            ("lr_decay", self.lr_decay >= 1, "must be 1 (off) or more"),
+            ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
+            ("valid_fraction", 0 < self.valid_fraction <= 0.5, "must be in (0, 0.5]"),
+        ]
+        for name, ok, rule in ranges:
+            if not ok:
+                raise UsageError(f"{flag(name)} {rule}, got {getattr(self, name)}")
+        check_seed(self.seed)
+        conflict = next(self.conflicts(), None)
+        if conflict:
+            raise UsageError(conflict)
+        if self.strategy == "multi-worker" and "TF_CONFIG" not in os.environ:
+            raise UsageError("--strategy multi-worker needs the TF_CONFIG environment variable "
+                             "(the cluster's workers and this one's index)")
+
+    def conflicts(self):
+        """Why the flags cannot all act: chiefly a setting off its default that this run would ignore."""
+        default = TrainConfig(objective=self.objective)
+        changed = {f.name for f in dataclasses.fields(self)
+                   if getattr(self, f.name) != getattr(default, f.name)}
+        stream, arch = self.objective == "stream", self.arch
+        if stream and arch in ("attention", "seq2seq"):
+            yield f"--arch {arch} reads windows: use --objective window"
+        if stream and self.strategy != "default":
+            yield "--objective stream trains on one device: its state is carried per row"
+        for name in ("valid_corpus", "tied", "bptt"):
+            if name in changed and not stream:
+                yield f"{flag(name)} acts with --objective stream only"
+        if "window" in changed and stream:
+            yield "--window acts with --objective window only (a stream model reads the whole text)"
+        if stream and self.valid_corpus and "valid_fraction" in changed:
+            yield "--valid-fraction and --valid-corpus both choose the held-out text: give one"
+        if self.tied and self.embedding != self.hidden:
+            yield "--tied needs --embedding equal to --hidden"
+        for name in ("cell", "score"):
+            if name in changed and arch not in ("attention", "seq2seq"):
+                yield f"{flag(name)} acts with --arch attention or seq2seq only"
+        if "target_len" in changed and arch != "seq2seq":
+            yield "--target-len acts with --arch seq2seq only"
+        if "layers" in changed and arch in ("attention", "seq2seq"):
+            yield f"--layers acts with --arch rnn, lstm or gru only (--arch {arch} has one layer)"
+        if "dropout" in changed and arch == "seq2seq":
+            yield "--dropout is not used by --arch seq2seq"
+        if self.peephole and not (arch == "lstm" or (arch == "attention" and self.cell == "lstm")):
+            yield "--peephole needs --arch lstm (or --arch attention --cell lstm)"

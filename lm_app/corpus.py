@@ -40,11 +40,44 @@ def find_files(pattern):
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot search {pattern!r}: {e}") from None
     files = sorted({os.path.normpath(p) for p in matches if p.is_file()})
+    if not rest and not base.exists():
+        raise UsageError(f"{pattern!r} does not exist")
     if not files:
         if matches:
             raise UsageError(f"corpus pattern {pattern!r} matches only directories, no files")
         raise UsageError(f"no files match the corpus pattern {pattern!r}")
     return files
+
+
+def mode_mismatch(files, vocab, sample_bytes=1 << 16):
+    """Why the corpus looks tokenized otherwise than the vocabulary was built, or None.
+
+    Training tokenizes the corpus as the vocabulary was, so a plain-text corpus
+    under a ``--pretokenized`` vocabulary trains on tokens like ``The`` and
+    ``end,`` without a word; a Penn-Treebank file under a plain one turns
+    ``<unk>`` into the word ``unk``.  A sample of the first file tells: raw text
+    read as pretokenized is mostly ``<unk>`` to a vocabulary that knows its words.
+    """
+    try:
+        with open(files[0], "rb") as f:
+            sample = f.read(sample_bytes).decode(vocab.meta.get("encoding", "utf-8"), errors="replace")
+    except OSError:
+        return None  # reading the corpus reports it
+    sample = sample[:sample.rfind("\n") + 1] or sample  # whole lines only
+    if vocab.mode == "words":
+        if {text.UNK, text.EOS} & set(sample.split()):
+            return (f"{files[0]} holds <unk>/<eos> tokens, as Penn-Treebank-style text does, but the "
+                    "vocabulary was built without --pretokenized")
+        return None
+    unk = {}
+    for mode in text.MODES:
+        ids = vocab.ids(text.tokenize(sample, mode))
+        unk[mode] = ids.count(text.UNK_ID) / max(len(ids), 1)
+    if unk["words"] + 0.05 < unk["pretokenized"]:
+        return (f"{files[0]} looks like plain text ({unk['pretokenized']:.0%} <unk> read as "
+                f"pretokenized, {unk['words']:.0%} normalised) but the vocabulary was built with "
+                "--pretokenized")
+    return None
 
 
 def _read_blocks(path, encoding="utf-8", errors="strict", start=0, end=None):

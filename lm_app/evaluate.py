@@ -64,7 +64,7 @@ def evaluate(model_dir, corpus, pretokenized=None):
     if pretokenized is not None and pretokenized != (vocab.mode == "pretokenized"):
         raise UsageError(f"the model in {model_dir} was trained on "
                          f"{'pretokenized' if vocab.mode == 'pretokenized' else 'plain'} text; "
-                         f"{'drop' if not pretokenized else 'add'} --pretokenized")
+                         f"{'drop' if pretokenized else 'add'} --pretokenized")
     return score(model, cfg, vocab, find_files(corpus))
 
 

@@ -38,40 +38,11 @@ import tensorflow as tf
 from . import data, export, losses, plot
 from .atomic import FolderLock, atomic_path, read_json, write_json
 from .config import TrainConfig
-from .corpus import Vocabulary, find_files
+from .corpus import Vocabulary, find_files, mode_mismatch
 from .errors import UsageError
 from .models import stream_model, window_model
 
 STATE = "checkpoints"
-
-
-def check_config(cfg):
-    for name in ("window", "bptt", "embedding", "hidden", "layers", "epochs", "batch_size", "top_k"):
-        if getattr(cfg, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive")
-    if cfg.learning_rate <= 0:
-        raise UsageError("--learning-rate must be positive")
-    if cfg.save_every < 0 or cfg.clip_norm < 0:
-        raise UsageError("--save-every and --clip-norm must be 0 or more")
-    if cfg.lr_decay < 1:
-        raise UsageError("--lr-decay must be 1 (off) or more")
-    if not 0 < cfg.valid_fraction <= 0.5:
-        raise UsageError("--valid-fraction must be in (0, 0.5]")
-    if cfg.objective not in ("window", "stream"):
-        raise UsageError("--objective must be window or stream")
-    if cfg.objective == "stream" and cfg.arch in ("attention", "seq2seq"):
-        raise UsageError(f"--arch {cfg.arch} reads windows: use --objective window")
-    if cfg.target_len <= 0:
-        raise UsageError("--target-len must be positive")
-    if cfg.optimizer not in ("adam", "sgd"):
-        raise UsageError("--optimizer must be adam or sgd")
-    if cfg.strategy not in ("default", "mirrored", "multi-worker"):
-        raise UsageError("--strategy must be default, mirrored or multi-worker")
-    if cfg.strategy != "default" and cfg.objective == "stream":
-        raise UsageError("--objective stream trains on one device: its state is carried per row")
-    if cfg.strategy == "multi-worker" and "TF_CONFIG" not in os.environ:
-        raise UsageError("--strategy multi-worker needs the TF_CONFIG environment variable "
-                         "(the cluster's workers and this one's index)")
 
 
 def make_strategy(name):
@@ -363,7 +334,7 @@ def train(cfg, resume=False, fresh=False, verbose=None, log=print, on_epoch=None
     ``on_epoch(logs)``, if given, is called after each epoch has been saved
     (the benchmark uses it to hand the CPU to the other side between epochs).
     """
-    check_config(cfg)
+    cfg.validate()
     strategy = make_strategy(cfg.strategy)
     index = worker_index() if cfg.strategy == "multi-worker" else 0
     if index:
@@ -381,6 +352,9 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
     model_dir = Path(cfg.model_dir)
     state = model_dir / STATE
     files = find_files(cfg.corpus)
+    mismatch = mode_mismatch(files, vocab)
+    if mismatch:
+        print(f"lm_app train: warning: {mismatch}", file=sys.stderr)
     objective = (StreamObjective if cfg.objective == "stream" else WindowObjective)(cfg, vocab, files)
     log(f"{len(files)} file(s), vocabulary {len(vocab)}, {objective.describe}")
 

@@ -1,7 +1,8 @@
 """Bad input: one line on stderr, exit code 2, no traceback, nothing half-written."""
 import pytest
 
-from tests.conftest import assert_usage_error, cycle_corpus, run_cli, tiny_corpus
+from tests.conftest import (assert_one_line_error, assert_usage_error, cycle_corpus, main_in_process,
+                            run_cli, tiny_corpus)
 
 
 def test_help_lists_the_commands():
@@ -32,13 +33,6 @@ def test_build_dict_refuses_a_directory_as_vocab_path(tmp_path):
     (tmp_path / "vocab.txt").mkdir()
     proc = run_cli("build-dict", "--corpus", tmp_path / "c" / "*.txt", "--vocab", tmp_path / "vocab.txt")
     assert_usage_error(proc, "cannot write")
-
-
-@pytest.mark.parametrize("flag", ["--hidden", "--window", "--epochs", "--batch-size", "--embedding"])
-@pytest.mark.parametrize("value", ["0", "-3"])
-def test_train_refuses_non_positive_sizes(flag, value):
-    proc = run_cli("train", flag, value)
-    assert_usage_error(proc, f"argument {flag}: must be a positive integer")
 
 
 def test_train_needs_a_vocabulary(tmp_path):
@@ -86,3 +80,69 @@ def test_peephole_needs_an_lstm(tmp_path):
     proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
                    "--arch", "gru", "--peephole")
     assert_usage_error(proc, "--peephole needs --arch lstm")
+
+
+@pytest.mark.parametrize("command", ["build-dict", "train"])
+def test_a_missing_corpus_file_is_named_as_missing(tmp_path, command, capsys):
+    """#12.18: not "matches only directories"."""
+    missing = tmp_path / "nothere.txt"
+    code, _, err = main_in_process(command, "--corpus", missing, "--vocab", tmp_path / "v.txt",
+                                   *(["--model-dir", tmp_path / "lm"] if command == "train" else []),
+                                   capsys=capsys)
+    assert_one_line_error(code, err, command, f"{str(missing)!r} does not exist")
+
+
+PTB_STYLE = "the cat sat on the mat , and the dog ran to the park .\nthe bird sang over the house .\n"
+PLAIN = "The cat sat on the mat, and the dog ran to the park.\nThe bird sang over the house.\n"
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """One model trained on a --pretokenized vocabulary, one on a plain one: ``(work, {mode: model dir})``."""
+    from lm_app.config import TrainConfig
+    from lm_app.corpus import build_vocabulary
+    from lm_app.train import train
+
+    work = tmp_path_factory.mktemp("modes")
+    (work / "ptb.txt").write_text(PTB_STYLE * 40, encoding="utf-8")
+    (work / "plain.txt").write_text(PLAIN * 40, encoding="utf-8")
+    models = {}
+    for mode, corpus in (("pretokenized", "ptb.txt"), ("words", "plain.txt")):
+        build_vocabulary(str(work / corpus), min_count=0, mode=mode).save(work / f"{mode}.vocab.txt")
+        models[mode] = work / mode
+        train(TrainConfig(corpus=str(work / corpus), vocab=str(work / f"{mode}.vocab.txt"),
+                          model_dir=str(models[mode]), embedding=4, hidden=4, epochs=1, batch_size=16),
+              verbose=0, log=lambda *a: None)
+    return work, models
+
+
+@pytest.mark.parametrize("mode, flags, fragment", [
+    ("words", ["--pretokenized"], "drop --pretokenized"),
+    ("pretokenized", [], "add --pretokenized"),
+], ids=["plain-model", "ptb-model"])
+def test_evaluate_pretokenized_must_agree_with_the_model(two_models, capsys, mode, flags, fragment):
+    """#12.18: the mode comes from the model; the flag agrees with it or is refused, both ways."""
+    work, models = two_models
+    code, _, err = main_in_process("evaluate", "--model-dir", models[mode], "--corpus", work / "ptb.txt",
+                                   *flags, capsys=capsys)
+    assert_one_line_error(code, err, "evaluate", fragment)
+    ok, out, _ = main_in_process("evaluate", "--model-dir", models["pretokenized"], "--corpus",
+                                 work / "ptb.txt", "--pretokenized", "--json", capsys=capsys)
+    assert ok == 0 and "perplexity" in out
+
+
+@pytest.mark.parametrize("vocab_mode, text, warning", [
+    ("pretokenized", PLAIN, "looks like plain text"),
+    ("words", PTB_STYLE.replace("mat", "<unk>"), "holds <unk>/<eos> tokens"),
+], ids=["plain-corpus", "ptb-corpus"])
+def test_train_warns_when_the_corpus_is_not_tokenized_as_its_vocabulary(two_models, capsys, tmp_path,
+                                                                          vocab_mode, text, warning):
+    """#12.18: a plain corpus under a --pretokenized vocabulary, or the reverse, is said, not trained on silently."""
+    work, _ = two_models
+    (tmp_path / "other.txt").write_text(text * 40, encoding="utf-8")
+    code, _, err = main_in_process("train", "--corpus", tmp_path / "other.txt", "--vocab",
+                                   work / f"{vocab_mode}.vocab.txt", "--model-dir", tmp_path / "lm",
+                                   "--embedding", 4, "--hidden", 4, "--epochs", 1, "--batch-size", 16,
+                                   capsys=capsys)
+    assert code == 0
+    assert err.startswith("lm_app train: warning: ") and warning in err and len(err.strip().splitlines()) == 1, err

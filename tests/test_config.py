@@ -1,0 +1,133 @@
+"""Every flag acts or is refused: one rule per line of a table, checked through the CLI in-process."""
+import json
+import math
+
+import pytest
+
+from lm_app.cli import make_parser
+from lm_app.config import TrainConfig
+from tests.conftest import assert_one_line_error, cycle_corpus, main_in_process
+
+REFUSED = [
+    # ranges (#12.18): one line, exit 2, the flag named, the same seed range in train and generate
+    (["train", "--seed", "-5"], "--seed must be in [0, 4294967295], got -5"),
+    (["train", "--seed", "99999999999"], "--seed must be in [0, 4294967295]"),
+    (["generate", "x", "--seed", "-5"], "--seed must be in [0, 4294967295], got -5"),
+    (["generate", "x", "--seed", "99999999999"], "--seed must be in [0, 4294967295]"),
+    (["train", "--clip-norm", "-1"], "--clip-norm must be 0 (off) or more, got -1.0"),
+    (["train", "--save-every", "-1"], "--save-every must be 0"),
+    (["train", "--valid-fraction", "0.7"], "--valid-fraction must be in (0, 0.5], got 0.7"),
+    (["train", "--valid-fraction", "0"], "--valid-fraction must be in (0, 0.5], got 0.0"),
+    (["train", "--dropout", "1"], "--dropout must be in [0, 1)"),
+    (["train", "--lr-decay", "0.5"], "--lr-decay must be 1 (off) or more"),
+    (["train", "--learning-rate", "0"], "--learning-rate must be positive"),
+    (["train", "--hidden", "0"], "--hidden must be a positive integer, got 0"),
+    (["train", "--window", "-3"], "--window must be a positive integer, got -3"),
+    (["train", "--target-len", "0", "--arch", "seq2seq"], "--target-len must be a positive integer"),
+    (["train", "--hidden", "abc"], "argument --hidden: invalid int value"),  # argparse's, same prefix
+    # flags the run would ignore (#12.17)
+    (["train", "--valid-corpus", "missing.txt"], "--valid-corpus acts with --objective stream only"),
+    (["train", "--tied", "--embedding", "8", "--hidden", "8"], "--tied acts with --objective stream only"),
+    (["train", "--bptt", "20"], "--bptt acts with --objective stream only"),
+    (["train", "--objective", "stream", "--window", "9"], "--window acts with --objective window only"),
+    (["train", "--objective", "stream", "--tied", "--embedding", "8"], "--tied needs --embedding equal to --hidden"),
+    (["train", "--objective", "stream", "--valid-corpus", "v.txt", "--valid-fraction", "0.1"],
+     "--valid-fraction and --valid-corpus"),
+    (["train", "--objective", "stream", "--arch", "attention"], "--arch attention reads windows"),
+    (["train", "--arch", "rnn", "--cell", "lstm"], "--cell acts with --arch attention or seq2seq only"),
+    (["train", "--arch", "lstm", "--score", "dot"], "--score acts with --arch attention or seq2seq only"),
+    (["train", "--arch", "attention", "--target-len", "2"], "--target-len acts with --arch seq2seq only"),
+    (["train", "--arch", "attention", "--layers", "2"], "--layers acts with --arch rnn, lstm or gru only"),
+    (["train", "--arch", "seq2seq", "--dropout", "0.1"], "--dropout is not used by --arch seq2seq"),
+    (["train", "--arch", "seq2seq", "--cell", "lstm", "--peephole"], "--peephole needs --arch lstm"),
+    (["train", "--arch", "gru", "--peephole"], "--peephole needs --arch lstm"),
+    (["generate", "x", "--beam", "5", "--top-k", "3"], "--beam does not sample: --top-k would be ignored"),
+    (["generate", "x", "--beam", "5", "--temperature", "5"], "--beam does not sample: --temperature"),
+    (["generate", "x", "--beam", "5", "--top-p", "0.1"], "--beam does not sample: --top-p"),
+    (["generate", "x", "--beam", "5", "--seed", "1"], "--beam does not sample: --seed"),
+    (["generate", "x", "--beam", "2", "--greedy"], "--beam and --greedy do not go together"),
+    (["generate", "x", "--greedy", "--temperature", "3"], "--greedy does not sample: --temperature"),
+    (["generate", "x", "--temperature", "0", "--top-k", "3"], "--temperature 0 does not sample: --top-k"),
+    (["generate", "x", "--beam", "0"], "--beam must be a positive integer, got 0"),
+    (["generate", "x", "--top-p", "0"], "--top-p must be in (0, 1]"),
+    (["generate", "x", "--temperature", "-1"], "--temperature must be 0 (greedy) or more"),
+    (["generate", "x", "--top-k", "-1"], "--top-k must be 0 (all) or more"),
+    (["predict", "x", "--attention-png", "a.png"], "--attention-png acts with --show-attention only"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_a_bad_or_ignored_flag_is_refused_in_one_line(argv, fragment, capsys):
+    code, _, err = main_in_process(*argv, capsys=capsys)
+    assert_one_line_error(code, err, argv[0], fragment)
+
+
+def test_clip_norm_is_blamed_alone(capsys):
+    _, _, err = main_in_process("train", "--clip-norm", "-1", capsys=capsys)
+    assert "--save-every" not in err
+
+
+def test_every_option_shows_its_default():
+    """--help names the default of every option that takes a value (#12.19)."""
+    parser = make_parser()
+    [sub] = [a for a in parser._actions if a.choices and "train" in a.choices]
+    missing = [f"{name} {action.option_strings[0]}"
+               for name, command in sub.choices.items() for action in command._actions
+               if action.option_strings and action.nargs != 0 and not action.required
+               and "default" not in (action.help or "")]
+    assert missing == []
+    for command in sub.choices.values():
+        command.format_help()  # every %(default)s renders
+
+
+def test_help_says_which_flags_act_for_one_objective_and_their_limits():
+    [sub] = [a for a in make_parser()._actions if a.choices and "train" in a.choices]
+    helps = {a.dest: a.help for a in sub.choices["train"]._actions}
+    for name in ("valid_corpus", "tied", "bptt"):
+        assert "--objective stream only" in helps[name]
+    assert "--objective window only" in helps["window"]
+    assert "with --objective window" in helps["lr_decay"] and "with stream" in helps["lr_decay"]
+    predict = {a.dest: a.help for a in sub.choices["predict"]._actions}
+    assert "at most the model's exported top-k" in predict["top_k"]
+
+
+def test_the_default_lr_decay_depends_on_the_objective():
+    """#12.4: window runs keep the notes' constant Adam rate unless --lr-decay is given."""
+    assert TrainConfig().lr_decay == 1.0
+    assert TrainConfig(objective="stream").lr_decay == 4.0
+    assert TrainConfig(lr_decay=2.0).lr_decay == 2.0
+
+
+def test_a_window_run_keeps_its_rate_unless_told_to_decay(tmp_path):
+    """Adam at a rate too high to improve every epoch: only an explicit --lr-decay lowers it."""
+    from lm_app.corpus import build_vocabulary
+    from lm_app.train import train
+
+    glob = str(cycle_corpus(tmp_path / "c", repeats=8) / "*.txt")
+    build_vocabulary(glob, min_count=0).save(tmp_path / "vocab.txt")
+    rates = {}
+    for name, extra in (("default", {}), ("decay", {"lr_decay": 2.0})):
+        cfg = TrainConfig(corpus=glob, vocab=str(tmp_path / "vocab.txt"), model_dir=str(tmp_path / name),
+                          embedding=4, hidden=8, batch_size=8, epochs=6, patience=6, learning_rate=0.8,
+                          seed=3, **extra)
+        train(cfg, verbose=0, log=lambda *a: None)
+        history = json.loads((tmp_path / name / "history.json").read_text())
+        losses = history["val_loss"]
+        # Epochs no better than the best before them, the last excepted: its decay is not logged.
+        stalled = sum(losses[i] >= min(losses[:i]) for i in range(1, len(losses) - 1))
+        assert stalled >= 1, losses  # the rate had a reason to decay
+        rates[name] = history["learning_rate"]
+        assert json.loads((tmp_path / name / "config.json").read_text())["lr_decay"] == cfg.lr_decay
+    assert rates["default"] == [pytest.approx(0.8)] * 6
+    assert math.isclose(min(rates["decay"]), 0.8 / 2 ** stalled, rel_tol=1e-5)
+
+
+def test_a_script_gets_the_same_checks_as_the_command_line():
+    """train() validates too, with the CLI's wording: argparse's choices are not the only guard."""
+    from lm_app.errors import UsageError
+
+    with pytest.raises(UsageError, match="--arch must be one of rnn, lstm, gru, attention, seq2seq, got 'foo'"):
+        TrainConfig(arch="foo").validate()
+    with pytest.raises(UsageError, match="--tied acts with --objective stream only"):
+        TrainConfig(tied=True, embedding=8, hidden=8).validate()
+    TrainConfig(objective="stream", tied=True, embedding=8, hidden=8).validate()
