@@ -225,10 +225,21 @@ def _sha256(file):
 
 
 def ops():
-    """The loaded ops module (``lm_app_lstm_forward``, ...), or None where they are unavailable or a GPU is used."""
-    if "ops" in _loaded:
-        return _loaded["ops"]
-    _loaded["ops"] = None
+    """The loaded ops module (``lm_app_lstm_forward``, ...), or None where they are unavailable or a GPU is used.
+
+    The first call comes from a layer or a loss being traced, maybe by
+    AutoGraph (``evaluate``'s functions), so the probe (the compiler's
+    ``--version``, the checks, a build) is kept out of AutoGraph's conversion:
+    converted, it printed a warning block for each library function it reached.
+    """
+    if "ops" not in _loaded:
+        import tensorflow as tf
+
+        _loaded["ops"] = tf.autograph.experimental.do_not_convert(_load)()
+    return _loaded["ops"]
+
+
+def _load():
     if os.environ.get("LM_APP_NATIVE", "1") == "0":
         return None
     import tensorflow as tf
@@ -244,10 +255,10 @@ def ops():
         path = library_path(cxx)
         if not trusted(path):
             build(cxx, path)
-        _loaded["ops"] = tf.load_op_library(str(path))
+        return tf.load_op_library(str(path))
     except Exception as e:  # a failed build must never stop training: the XLA paths remain
         _warn(f"{type(e).__name__}: {e}")
-    return _loaded["ops"]
+        return None
 
 
 def _warn(reason):
