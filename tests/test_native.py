@@ -228,7 +228,7 @@ def test_compiler_output_beyond_a_pipe_buffer_does_not_hang_the_build(tmp_path, 
     assert "unused variable" not in err  # the compiler's chatter went to files, which are gone with the build
 
 
-def test_a_failing_noisy_compiler_reports_its_error_line(tmp_path):
+def test_a_failed_build_of_a_noisy_compiler_reports_its_error_line(tmp_path):
     cxx = fake_compiler(tmp_path, None, noise=200_000)
     loaded, err = load_in_a_process(cxx, tmp_path / "cache")
     assert not loaded
@@ -236,7 +236,7 @@ def test_a_failing_noisy_compiler_reports_its_error_line(tmp_path):
                                     "is broken); training uses the slower XLA loops")
 
 
-def test_a_compiler_that_never_ends_is_stopped(tmp_path):
+def test_a_build_that_never_ends_is_stopped(tmp_path):
     cxx = tmp_path / "stuck-c++"
     cxx.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "stuck 1.0"; exit 0; }\nsleep 100000\n')
     cxx.chmod(0o755)
@@ -274,7 +274,7 @@ def owned_by_nobody(path):
 
 
 @pytest.mark.parametrize("damage", [truncate, flip_a_byte, group_writable, forget_the_checksum, owned_by_nobody])
-def test_a_damaged_or_unsafe_library_is_rebuilt(built, tmp_path, damage):
+def test_a_damaged_or_unsafe_library_gets_a_new_build(built, tmp_path, damage):
     cxx, cache, library = copy_of(built, tmp_path)
     good = library.read_bytes()
     damage(library)
@@ -295,7 +295,7 @@ def test_the_cache_folder_is_made_private_and_its_build_reused(built, tmp_path):
     assert cache.stat().st_mode & 0o777 == 0o700
 
 
-def test_a_cache_folder_of_another_user_is_refused(built, tmp_path):
+def test_no_build_is_loaded_from_a_cache_folder_of_another_user(built, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("only root can give a folder away")
     cxx, cache, library = copy_of(built, tmp_path)
@@ -305,7 +305,7 @@ def test_a_cache_folder_of_another_user_is_refused(built, tmp_path):
     assert err.splitlines()[-1].startswith(f"lm_app: native kernels unavailable (RuntimeError: {cache} belongs to another user")
 
 
-def test_a_symlinked_lock_file_is_not_followed(built, tmp_path):
+def test_the_build_lock_does_not_follow_a_symlink(built, tmp_path):
     cxx, cache, library = copy_of(built, tmp_path)
     library.unlink()
     victim = tmp_path / "victim.txt"

@@ -92,7 +92,7 @@ def library_path(cxx):
     key = hashlib.sha256()
     for name in SOURCES:
         key.update((HERE / name).read_bytes())
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=BUILD_TIMEOUT).stdout
     for part in (version, tf.__version__, _cpu_flags(), repr(commands(cxx, "x"))):
         key.update(part.encode())
     return cache_dir() / f"lm_app_ops-{key.hexdigest()[:16]}.so"
