@@ -1,7 +1,9 @@
 """The native kernels: equal to the XLA loops they replace, and built (or not) as a user's machine would."""
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +168,150 @@ def test_lm_app_native_0_turns_the_kernels_off(tmp_path):
     env = dict(os.environ, LM_APP_NATIVE="0", LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
     out, err = python("from lm_app import native; print(native.ops())", env).communicate()
     assert out == "None\n" and "lm_app:" not in err and not list(tmp_path.iterdir())
+
+
+# The build and the load, with stand-ins for the compiler: a real build takes seconds, these take none.
+
+def fake_compiler(folder, library, noise=0):
+    """A ``$CXX`` that writes ``noise`` bytes of warnings, then "builds" by copying ``library``
+    (a real build of the kernels); it fails with a compiler's error line when ``library`` is None."""
+    script = folder / "fake-c++"
+    build = (f'while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done\n'
+             f'case "$out" in *.o) : > "$out" ;; *) cp "{library}" "$out" ;; esac\n'
+             if library else "echo 'error: this compiler is broken' >&2; exit 1\n")
+    script.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "fake 1.0"; exit 0; }\n'
+                      f"yes 'warning: unused variable' | head -c {noise}; echo\n" + build)
+    script.chmod(0o755)
+    return script
+
+
+def load_in_a_process(cxx, cache, setup=""):
+    """``(ops loaded?, stderr)`` of a fresh process that builds (if need be) and loads into ``cache``."""
+    env = dict(os.environ, CXX=str(cxx), LM_APP_NATIVE_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    proc = python(f"from lm_app import native; {setup}print(native.ops() is not None)", env)
+    try:
+        out, err = proc.communicate(timeout=300)  # a guard against the deadlock, not a speed limit
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the build hung")
+    assert proc.returncode == 0, err
+    return out == "True\n", err
+
+
+@pytest.fixture(scope="module")
+def real_library(kernels):
+    """The real build of this machine (the one the kernel tests loaded)."""
+    return native.library_path(native.compiler())
+
+
+@pytest.fixture(scope="module")
+def built(real_library, tmp_path_factory):
+    """A cache that the copying compiler filled: ``(compiler, cache folder, library path)``."""
+    work = tmp_path_factory.mktemp("built")
+    cxx, cache = fake_compiler(work, real_library), work / "cache"
+    loaded, err = load_in_a_process(cxx, cache)
+    assert loaded and "compiling" in err
+    (library,) = cache.glob("*.so")
+    return cxx, cache, library
+
+
+def copy_of(built, tmp_path):
+    cxx, cache, library = built
+    shutil.copytree(cache, tmp_path / "cache", symlinks=True)
+    return cxx, tmp_path / "cache", tmp_path / "cache" / library.name
+
+
+def test_compiler_output_beyond_a_pipe_buffer_does_not_hang_the_build(tmp_path, real_library):
+    cxx = fake_compiler(tmp_path, real_library, noise=200_000)  # a pipe holds 64 KB
+    loaded, err = load_in_a_process(cxx, tmp_path / "cache")
+    assert loaded and "compiling" in err
+    assert "unused variable" not in err  # the compiler's chatter went to files, which are gone with the build
+
+
+def test_a_failed_build_of_a_noisy_compiler_reports_its_error_line(tmp_path):
+    cxx = fake_compiler(tmp_path, None, noise=200_000)
+    loaded, err = load_in_a_process(cxx, tmp_path / "cache")
+    assert not loaded
+    assert err.splitlines()[-1] == ("lm_app: native kernels unavailable (RuntimeError: error: this compiler "
+                                    "is broken); training uses the slower XLA loops")
+
+
+def test_a_build_that_never_ends_is_stopped(tmp_path):
+    cxx = tmp_path / "stuck-c++"
+    cxx.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "stuck 1.0"; exit 0; }\nsleep 100000\n')
+    cxx.chmod(0o755)
+    loaded, err = load_in_a_process(cxx, tmp_path / "cache", setup="native.BUILD_TIMEOUT = 1; ")
+    assert not loaded
+    assert err.splitlines()[-1] == ("lm_app: native kernels unavailable (RuntimeError: the compiler ran "
+                                    "past 1 s); training uses the slower XLA loops")
+    assert not list((tmp_path / "cache").glob("*.so"))
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:4096])
+
+
+def flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same time: only the content says
+
+
+def group_writable(path):
+    path.chmod(path.stat().st_mode | 0o020)
+
+
+def forget_the_checksum(path):
+    Path(f"{path}.sha256").unlink()
+
+
+def owned_by_nobody(path):
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file away")
+    os.chown(path, 65534, 65534)
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_a_byte, group_writable, forget_the_checksum, owned_by_nobody])
+def test_a_damaged_or_unsafe_library_gets_a_new_build(built, tmp_path, damage):
+    cxx, cache, library = copy_of(built, tmp_path)
+    good = library.read_bytes()
+    damage(library)
+    loaded, err = load_in_a_process(cxx, cache)
+    assert loaded and "compiling" in err
+    assert library.read_bytes() == good
+    stat = library.stat()
+    assert stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
+    loaded, err = load_in_a_process(cxx, cache)  # and, once rebuilt, it is loaded as it is
+    assert loaded and "compiling" not in err
+
+
+def test_the_cache_folder_is_made_private_and_its_build_reused(built, tmp_path):
+    cxx, cache, library = copy_of(built, tmp_path)
+    cache.chmod(0o777)
+    loaded, err = load_in_a_process(cxx, cache)
+    assert loaded and "compiling" not in err
+    assert cache.stat().st_mode & 0o777 == 0o700
+
+
+def test_no_build_is_loaded_from_a_cache_folder_of_another_user(built, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a folder away")
+    cxx, cache, library = copy_of(built, tmp_path)
+    os.chown(cache, 65534, 65534)
+    loaded, err = load_in_a_process(cxx, cache)
+    assert not loaded
+    assert err.splitlines()[-1].startswith(f"lm_app: native kernels unavailable (RuntimeError: {cache} belongs to another user")
+
+
+def test_the_build_lock_does_not_follow_a_symlink(built, tmp_path):
+    cxx, cache, library = copy_of(built, tmp_path)
+    library.unlink()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (cache / ".lock").unlink(missing_ok=True)
+    (cache / ".lock").symlink_to(victim)
+    loaded, err = load_in_a_process(cxx, cache)
+    assert loaded and "compiling" in err
+    assert victim.read_text() == "keep me\n"

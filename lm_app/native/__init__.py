@@ -11,22 +11,34 @@ or ``c++``) against the installed TensorFlow, ``-march=native``, into
 the sources, the flags, the compiler, TensorFlow's version and the CPU, so a
 change of any of them builds anew and two machines sharing a home folder
 never load each other's build.  It is written to a temporary file and renamed
-into place, under a lock, so concurrent first runs build it once.  Where it
+into place, under a lock, so concurrent first runs build it once, with its
+SHA-256 recorded beside it.  A library is code this process runs, so it is
+loaded only from a 0700 folder of this user's, only if it is this user's file,
+writable by nobody else, with the recorded checksum; otherwise (truncated,
+altered, left by someone else) it is built anew.  Where it
 cannot be built (no compiler, another OS), or with ``LM_APP_NATIVE=0``,
 :func:`ops` returns ``None`` and the callers keep their portable XLA paths.
 Only training uses these ops; an exported SavedModel never contains them.
 """
+import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 import shutil
+import signal
+import stat as stat_module
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from ..atomic import write_text
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("kernels.h", "kernels.cc", "ops.cc")
+BUILD_TIMEOUT = 600  # seconds for the whole build: a stuck compiler must not hold the lock for ever
 _loaded = {}
 
 
@@ -80,47 +92,154 @@ def library_path(cxx):
     key = hashlib.sha256()
     for name in SOURCES:
         key.update((HERE / name).read_bytes())
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=BUILD_TIMEOUT).stdout
     for part in (version, tf.__version__, _cpu_flags(), repr(commands(cxx, "x"))):
         key.update(part.encode())
     return cache_dir() / f"lm_app_ops-{key.hexdigest()[:16]}.so"
 
 
 def build(cxx, path):
-    """Compile into ``path`` (atomically, once even when several processes start together)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
+    """Compile into ``path`` (atomically, once even when several processes start together).
+
+    The compiler writes into files, never into a pipe that nobody reads while
+    it runs (a pipe holds 64 KB: a noisier compiler would block with the lock
+    held, and every other ``train`` on the machine would wait for it).
+    """
+    with _lock(path.parent):
+        if trusted(path):
             return
         print("lm_app: compiling the native kernels for this machine (once, a few seconds)",
               file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / path.name
             first, second, link = commands(cxx, out)
-            running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                       for c in (first, second)]  # the two objects build at once
-            results = [(p.wait(), p.stdout.read()) for p in running]
-            if all(code == 0 for code, _ in results):
-                linked = subprocess.run(link, capture_output=True, text=True)
-                results.append((linked.returncode, linked.stdout + linked.stderr))
-            failed = [text for code, text in results if code != 0]
-            if failed:
-                raise RuntimeError(_first_error(failed[0]))
+            deadline = time.monotonic() + BUILD_TIMEOUT
+            steps = [[(first, Path(tmp) / "kernels.log"), (second, Path(tmp) / "ops.log")],  # at once
+                     [(link, Path(tmp) / "link.log")]]
+            for step in steps:
+                _run_together(step, deadline)
+            with open(out, "rb") as f:
+                write_text(_checksum_path(path), _sha256(f) + "\n")  # first: a library without it is rebuilt
             os.replace(out, path)
 
 
-def _first_error(output):
-    """The line of a compiler's output that says what went wrong (its first ``error``), else its last."""
+def _run_together(step, deadline):
+    """Run ``(command, log file)`` pairs at once; raise with the first error line if one fails or runs too long."""
+    running = []
+    try:
+        for command, log in step:
+            with open(log, "wb") as out:
+                running.append((subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                                 stdin=subprocess.DEVNULL, start_new_session=True), log))
+        for process, log in running:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"the compiler ran past {BUILD_TIMEOUT} s") from None
+        for process, log in running:
+            if process.returncode != 0:
+                raise RuntimeError(_first_error(log))
+    finally:
+        for process, _ in running:
+            if process.returncode is None:  # the compiler and what it started (cc1plus, as, ld)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _first_error(log):
+    """The line of a compiler's log that says what went wrong (its first ``error``), else its last."""
+    with open(log, "rb") as f:
+        output = f.read(1 << 20).decode(errors="replace")
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     return next((line for line in lines if "error" in line), lines[-1] if lines else "the compiler failed")
 
 
+@contextlib.contextmanager
+def _lock(folder):
+    """The build lock of ``folder``; a symbolic link in its place is replaced, never followed."""
+    name = folder / ".lock"
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, 0o600)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        name.unlink()
+        fd = os.open(name, flags | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def private_cache():
+    """The cache folder, created 0700, or a RuntimeError if it belongs to another user.
+
+    A library is code this process will run: nobody else may be able to put
+    one there.  A folder of ours that others could write is closed (what they
+    may have left in it fails :func:`trusted` and is rebuilt).
+    """
+    folder = cache_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stat = folder.stat()
+    if stat.st_uid != os.geteuid():
+        raise RuntimeError(f"{folder} belongs to another user (uid {stat.st_uid})")
+    if stat.st_mode & 0o777 != 0o700:
+        folder.chmod(0o700)
+    return folder
+
+
+def trusted(path):
+    """Whether ``path`` is a library this user built: a plain file of ours that only we can write,
+    whose SHA-256 is the one recorded when it was built (a truncated or altered file is not)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        if not _ours(os.fstat(fd)):
+            return False
+        digest = _sha256(f)
+    checksum = _checksum_path(path)
+    try:
+        return _ours(checksum.lstat()) and checksum.read_text().strip() == digest
+    except OSError:
+        return False
+
+
+def _ours(stat):
+    return stat_module.S_ISREG(stat.st_mode) and stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
+
+
+def _checksum_path(path):
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(file):
+    digest = hashlib.sha256()
+    while chunk := file.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def ops():
-    """The loaded ops module (``lm_app_lstm_forward``, ...), or None where they are unavailable or a GPU is used."""
-    if "ops" in _loaded:
-        return _loaded["ops"]
-    _loaded["ops"] = None
+    """The loaded ops module (``lm_app_lstm_forward``, ...), or None where they are unavailable or a GPU is used.
+
+    The first call comes from a layer or a loss being traced, maybe by
+    AutoGraph (``evaluate``'s functions), so the probe (the compiler's
+    ``--version``, the checks, a build) is kept out of AutoGraph's conversion:
+    converted, it printed a warning block for each library function it reached.
+    """
+    if "ops" not in _loaded:
+        import tensorflow as tf
+
+        _loaded["ops"] = tf.autograph.experimental.do_not_convert(_load)()
+    return _loaded["ops"]
+
+
+def _load():
     if os.environ.get("LM_APP_NATIVE", "1") == "0":
         return None
     import tensorflow as tf
@@ -132,13 +251,14 @@ def ops():
         _warn("no C++ compiler found" if cxx is None else f"not built on {sys.platform}")
         return None
     try:
+        private_cache()
         path = library_path(cxx)
-        if not path.exists():
+        if not trusted(path):
             build(cxx, path)
-        _loaded["ops"] = tf.load_op_library(str(path))
+        return tf.load_op_library(str(path))
     except Exception as e:  # a failed build must never stop training: the XLA paths remain
         _warn(f"{type(e).__name__}: {e}")
-    return _loaded["ops"]
+        return None
 
 
 def _warn(reason):
