@@ -146,10 +146,10 @@ class WindowObjective:
     def __init__(self, cfg, vocab, files):
         self.cfg = cfg
         targets = cfg.target_len if cfg.arch == "seq2seq" else 1
-        self.train_windows = data.window_dataset(files, vocab, cfg.window, "train", cfg.valid_fraction,
+        self.train_windows = data.window_dataset(files, vocab, cfg.window, "train", cfg.valid_fraction, 0,
                                                  targets=targets)
         self.valid = data.batched(
-            data.window_dataset(files, vocab, cfg.window, "valid", cfg.valid_fraction, targets=targets),
+            data.window_dataset(files, vocab, cfg.window, "valid", cfg.valid_fraction, 0, targets=targets),
             cfg.batch_size)
         self.n_train = data.count_batches(data.batched(self.train_windows, cfg.batch_size))
         self.n_valid = data.count_batches(self.valid)
@@ -196,7 +196,7 @@ class StreamObjective:
         if cfg.valid_corpus:
             train_ids, valid_ids = ids, data.token_ids(find_files(cfg.valid_corpus), vocab)
         else:
-            train_ids, valid_ids = data.split_stream(ids, cfg.valid_fraction)
+            train_ids, valid_ids, _ = data.split_stream(ids, cfg.valid_fraction, 0)
         self.train_rows = data.batchify(train_ids, cfg.batch_size)
         self.valid_rows = data.batchify(valid_ids, cfg.batch_size)
         if self.train_rows.shape[1] < 2 or self.valid_rows.shape[1] < 2:
