@@ -124,12 +124,11 @@ def cmd_train(args):
                          "read the future words it must predict (use it in encoders only)")
     import_tensorflow()
     from .config import TrainConfig
-    from .train import train
+    from .train import describe_metrics, train
 
     cfg = TrainConfig.from_dict(vars(args))
     metrics = train(cfg, resume=args.resume, fresh=args.fresh)
-    print(f"held-out accuracy {metrics['accuracy']:.1%}, top-5 accuracy {metrics['top5']:.1%}, "
-          f"perplexity {metrics['perplexity']:.1f} (best of {metrics['epochs']} epochs)")
+    print(describe_metrics(metrics))
 
 
 def text_argument(text, what):
@@ -245,6 +244,9 @@ def make_parser():
                    "state carried over (default: %(default)s)")
     p.add_argument("--valid-corpus", default=defaults.valid_corpus,
                    help="glob of held-out text; without it --valid-fraction of the corpus is held out")
+    p.add_argument("--test-corpus", default=defaults.test_corpus,
+                   help="glob of text scored once at the end, never trained or selected on; without "
+                   "it --test-fraction of the corpus is held out")
     p.add_argument("--window", type=positive_int, default=defaults.window,
                    help="words of context per example (default: %(default)s)")
     p.add_argument("--bptt", type=positive_int, default=defaults.bptt,
@@ -275,7 +277,11 @@ def make_parser():
     p.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
                    help="clip the gradient to this global norm, 0 = off (default: %(default)s)")
     p.add_argument("--valid-fraction", type=fraction, default=defaults.valid_fraction,
-                   help="share of windows held out, in contiguous blocks (default: %(default)s)")
+                   help="share of the corpus held out, in contiguous blocks, to pick the weights and "
+                   "drive early stopping and --lr-decay (default: %(default)s)")
+    p.add_argument("--test-fraction", type=fraction, default=defaults.test_fraction,
+                   help="share held out, in contiguous blocks, for the final test figures only; "
+                   "0 = none (default: %(default)s)")
     p.add_argument("--top-k", type=positive_int, default=defaults.top_k,
                    help="next words the exported model returns (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")

@@ -15,6 +15,7 @@ class TrainConfig:
     target_len: int = 3
     objective: str = "window"
     valid_corpus: str = ""
+    test_corpus: str = ""
     window: int = 5
     bptt: int = 35
     embedding: int = 64
@@ -30,7 +31,8 @@ class TrainConfig:
     clip_norm: float = 0.0
     lr_decay: float = 4.0
     patience: int = 3
-    valid_fraction: float = 0.2
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
     top_k: int = 10
     save_every: int = 0
     strategy: str = "default"

@@ -41,6 +41,7 @@ def lookup_table(vocab):
     return tf.lookup.StaticHashTable(init, default_value=text.UNK_ID)
 
 
+@tf.autograph.experimental.do_not_convert  # it holds a generator: AutoGraph would only warn
 def file_lines(path, vocab):
     """``(lines, whole)`` batches of a file's lines in UTF-8, decoded as build-dict decoded them.
 
@@ -82,7 +83,8 @@ def line_tokens(lines, whole, mode):
 
 def file_ids(path, table, vocab):
     """A file as a stream of 1-D id tensors, one per batch of lines."""
-    return file_lines(path, vocab).map(lambda lines, whole: table.lookup(line_tokens(lines, whole, vocab.mode)))
+    return file_lines(path, vocab).map(
+        lambda lines, whole: table.lookup(line_tokens(lines, whole, vocab.mode)))
 
 
 def file_windows(path, table, vocab, window):

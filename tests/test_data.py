@@ -135,3 +135,49 @@ def test_training_reads_the_corpus_with_the_vocabularys_encoding(tmp_path, mode)
     assert [vocab.tokens[i] for i in ids] == text.tokenize(body, mode)
     windows = list(data.window_dataset([str(tmp_path / "a.txt")], vocab, 3, "all"))
     assert windows and all(text.UNK_ID not in x.numpy() and int(y) != text.UNK_ID for x, y in windows)
+
+
+CYCLE = ("the cat sat on the mat and the dog ran to the park while the bird sang "
+         "over the house near the river").split()
+
+
+def test_the_test_figures_come_from_the_test_part_only(tmp_path):
+    """Every tenth block of the stream (the test part) is the cycle backwards: only the test figures fall."""
+    import json
+
+    from lm_app.config import TrainConfig
+    from lm_app.train import train
+
+    blocks = [CYCLE[::-1] if b % 10 == 9 else CYCLE for b in range(100)]  # the split's 100 blocks
+    (tmp_path / "c.txt").write_text("\n".join(" ".join(b) for b in blocks) + "\n", encoding="utf-8")
+    vocab = corpus.build_vocabulary(str(tmp_path / "c.txt"), min_count=0)
+    vocab.save(tmp_path / "vocab.txt")
+    cfg = TrainConfig(corpus=str(tmp_path / "c.txt"), vocab=str(tmp_path / "vocab.txt"),
+                      model_dir=str(tmp_path / "lm"), objective="stream", arch="gru", bptt=8,
+                      batch_size=4, embedding=16, hidden=32, epochs=6, learning_rate=0.02, seed=3)
+    metrics = train(cfg, verbose=0, log=lambda *a: None)
+    assert json.loads((tmp_path / "lm" / "metrics.json").read_text()) == metrics
+    assert set(metrics) == {"epochs", "valid", "test"}
+    assert metrics["valid"]["accuracy"] > 0.6, metrics
+    assert metrics["test"]["accuracy"] < metrics["valid"]["accuracy"] - 0.4, metrics
+    assert metrics["test"]["perplexity"] > 2 * metrics["valid"]["perplexity"], metrics
+
+
+def test_a_test_corpus_is_scored_apart_and_every_figure_is_labelled(tmp_path):
+    import json
+
+    from tests.conftest import tiny_corpus, train_cli
+
+    glob, vocab = tiny_corpus(tmp_path, repeats=20)
+    (tmp_path / "test.txt").write_text((" ".join(CYCLE[::-1]) + "\n") * 10, encoding="utf-8")
+    proc = train_cli(glob, vocab, tmp_path / "lm", "--test-corpus", tmp_path / "test.txt",
+                     "--embedding", 16, "--hidden", 48, "--batch-size", 32, "--learning-rate", 0.01,
+                     "--epochs", 6, "--seed", 7)
+    metrics = json.loads((tmp_path / "lm" / "metrics.json").read_text())
+    assert set(metrics) == {"epochs", "valid", "test"}
+    assert set(metrics["test"]) == set(metrics["valid"]) == {"loss", "perplexity", "accuracy", "top5"}
+    assert metrics["test"]["accuracy"] < metrics["valid"]["accuracy"] - 0.4, metrics
+    lines = proc.stdout.strip().splitlines()[-2:]
+    assert lines[0].startswith(f"test accuracy {metrics['test']['accuracy']:.1%}"), lines
+    assert lines[1].startswith(f"validation accuracy {metrics['valid']['accuracy']:.1%}"), lines
+    assert f"best of {metrics['epochs']} epochs" in lines[1]
