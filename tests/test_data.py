@@ -181,3 +181,29 @@ def test_a_test_corpus_is_scored_apart_and_every_figure_is_labelled(tmp_path):
     assert lines[0].startswith(f"test accuracy {metrics['test']['accuracy']:.1%}"), lines
     assert lines[1].startswith(f"validation accuracy {metrics['valid']['accuracy']:.1%}"), lines
     assert f"best of {metrics['epochs']} epochs" in lines[1]
+
+
+def test_train_and_evaluate_read_a_latin1_corpus_as_build_dict_did(tmp_path):
+    import json
+
+    from tests.conftest import run_cli, train_cli
+
+    body = "le café crème est très bon\nun café noir et une crème brûlée\n" * 40
+    (tmp_path / "c.txt").write_bytes(body.encode("latin-1"))
+    vocab = tmp_path / "vocab.txt"
+    built = run_cli("build-dict", "--corpus", tmp_path / "c.txt", "--vocab", vocab, "--pretokenized",
+                    "--encoding", "latin-1", "--min-count", 0)
+    assert built.returncode == 0, built.stderr
+    train_cli(tmp_path / "c.txt", vocab, tmp_path / "lm", "--embedding", 8, "--hidden", 8, "--epochs", 1,
+              "--batch-size", 16)
+    report = run_cli("evaluate", "--model-dir", tmp_path / "lm", "--corpus", tmp_path / "c.txt",
+                     "--pretokenized", "--json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["unk_share"] == 0
+
+
+def test_held_out_shares_that_leave_less_than_half_to_train_are_one_line_errors(tmp_path):
+    from tests.conftest import assert_usage_error, run_cli
+
+    assert_usage_error(run_cli("train", "--model-dir", tmp_path / "lm", "--valid-fraction", 0.3,
+                               "--test-fraction", 0.3), "at most 0.5 together")
