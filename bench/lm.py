@@ -56,6 +56,7 @@ def run_ours(epochs, work, seed):
     vocab = corpus.build_vocabulary(str(DATA / "train.txt"), min_count=0, mode="pretokenized")
     vocab.save(work / "vocab.txt")
     cfg = TrainConfig(corpus=str(DATA / "train.txt"), valid_corpus=str(DATA / "valid.txt"),
+                      test_corpus=str(DATA / "test.txt"),
                       vocab=str(work / "vocab.txt"), model_dir=str(work / "lm"), objective="stream",
                       arch="lstm", layers=RECIPE["nlayers"], embedding=RECIPE["emsize"],
                       hidden=RECIPE["nhid"], bptt=RECIPE["bptt"], batch_size=RECIPE["batch_size"],

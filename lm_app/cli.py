@@ -113,13 +113,10 @@ def cmd_train(args):
     cfg = TrainConfig.from_dict(vars(args))
     cfg.validate()  # before TensorFlow loads: a bad flag is answered at once
     import_tensorflow()
-    from .train import train
+    from .train import describe_metrics, train
 
     metrics = train(cfg, resume=args.resume, fresh=args.fresh)
-    epochs = metrics["epochs"]
-    print(f"held-out accuracy {metrics['accuracy']:.1%}, top-5 accuracy {metrics['top5']:.1%}, "
-          f"perplexity {metrics['perplexity']:.1f} "
-          f"({'1 epoch' if epochs == 1 else f'best of {epochs} epochs'})")
+    print(describe_metrics(metrics))
 
 
 def text_argument(text, what):
@@ -233,8 +230,11 @@ def make_parser():
                    "standard protocol, contiguous rows read --bptt tokens at a time with the "
                    "state carried over (default: %(default)s)")
     p.add_argument("--valid-corpus", default=defaults.valid_corpus,
-                   help="glob of held-out text, --objective stream only (default: none, "
-                   "--valid-fraction of the corpus is held out)")
+                   help="glob of held-out text that picks the weights; without it --valid-fraction "
+                   "of the corpus is held out (default: none)")
+    p.add_argument("--test-corpus", default=defaults.test_corpus,
+                   help="glob of text scored once at the end, never trained or selected on; without "
+                   "it --test-fraction of the corpus is held out (default: none)")
     p.add_argument("--window", type=int, default=defaults.window,
                    help="words of context per example, --objective window only (default: %(default)s)")
     p.add_argument("--bptt", type=int, default=defaults.bptt,
@@ -267,8 +267,11 @@ def make_parser():
     p.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
                    help="clip the gradient to this global norm, 0 = off (default: %(default)s)")
     p.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction,
-                   help="share held out, in (0, 0.5]: windows in contiguous blocks, or the end of "
-                   "the stream (default: %(default)s)")
+                   help="share of the corpus held out, in contiguous blocks, to pick the weights and "
+                   "drive early stopping and --lr-decay, in (0, 0.5] (default: %(default)s)")
+    p.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
+                   help="share held out, in contiguous blocks, for the final test figures only; "
+                   "0 = none; at most 0.5 with --valid-fraction (default: %(default)s)")
     p.add_argument("--top-k", type=int, default=defaults.top_k,
                    help="next words the exported model returns (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed,

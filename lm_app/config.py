@@ -7,6 +7,7 @@ each rule with one message that names the flag.
 import dataclasses
 import os
 
+from .corpus import find_files
 from .errors import UsageError
 
 SEED_MAX = 2**32 - 1  # NumPy's generators (sampling, Keras' set_random_seed) take [0, 2**32)
@@ -48,6 +49,7 @@ class TrainConfig:
     target_len: int = 3
     objective: str = "window"
     valid_corpus: str = ""
+    test_corpus: str = ""
     window: int = 5
     bptt: int = 35
     embedding: int = 64
@@ -63,7 +65,8 @@ class TrainConfig:
     clip_norm: float = 0.0
     lr_decay: float = None  # None (not given): LR_DECAY[objective]
     patience: int = 3
-    valid_fraction: float = 0.2
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
     top_k: int = 10
     save_every: int = 0
     strategy: str = "default"
@@ -95,11 +98,20 @@ class TrainConfig:
             ("lr_decay", self.lr_decay >= 1, "must be 1 (off) or more"),
             ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
             ("valid_fraction", 0 < self.valid_fraction <= 0.5, "must be in (0, 0.5]"),
+            ("test_fraction", 0 <= self.test_fraction < 0.5, "must be in [0, 0.5)"),
         ]
         for name, ok, rule in ranges:
             if not ok:
                 raise UsageError(f"{flag(name)} {rule}, got {getattr(self, name)}")
         check_seed(self.seed)
+        if self.valid_fraction + self.test_fraction > 0.5 and not (self.valid_corpus or self.test_corpus):
+            raise UsageError("--valid-fraction and --test-fraction must be 0 or more and at most 0.5 together")
+        for name in ("valid_corpus", "test_corpus"):
+            if getattr(self, name):
+                try:  # a missing held-out file is answered before anything runs
+                    find_files(getattr(self, name))
+                except UsageError as e:
+                    raise UsageError(f"{flag(name)}: {e}") from None
         conflict = next(self.conflicts(), None)
         if conflict:
             raise UsageError(conflict)
@@ -117,13 +129,14 @@ class TrainConfig:
             yield f"--arch {arch} reads windows: use --objective window"
         if stream and self.strategy != "default":
             yield "--objective stream trains on one device: its state is carried per row"
-        for name in ("valid_corpus", "tied", "bptt"):
+        for name in ("tied", "bptt"):
             if name in changed and not stream:
                 yield f"{flag(name)} acts with --objective stream only"
         if "window" in changed and stream:
             yield "--window acts with --objective window only (a stream model reads the whole text)"
-        if stream and self.valid_corpus and "valid_fraction" in changed:
-            yield "--valid-fraction and --valid-corpus both choose the held-out text: give one"
+        for part in ("valid", "test"):
+            if getattr(self, f"{part}_corpus") and f"{part}_fraction" in changed:
+                yield f"--{part}-fraction and --{part}-corpus both choose the {part} text: give one"
         if self.tied and self.embedding != self.hidden:
             yield "--tied needs --embedding equal to --hidden"
         for name in ("cell", "score"):

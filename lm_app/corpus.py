@@ -22,6 +22,7 @@ from .errors import UsageError
 
 FORMAT_VERSION = 1
 _READ_CHUNK = 1 << 22  # bytes per normalisation call: large enough to amortise, small enough to stream
+MAX_LINE = 1 << 20  # characters: longer lines are read in pieces cut between words
 
 
 def find_files(pattern):
@@ -80,14 +81,19 @@ def mode_mismatch(files, vocab, sample_bytes=1 << 16):
     return None
 
 
-def _read_blocks(path, encoding="utf-8", errors="strict", start=0, end=None):
-    """``(text, bytes read)`` for blocks of whole lines of bytes ``[start, end)`` of a file.
+def read_blocks(path, encoding="utf-8", errors="strict", start=0, end=None):
+    """``(text, bytes read, whole)`` for blocks of whole lines of bytes ``[start, end)`` of a file.
 
     Blocks, not the whole file, so memory stays flat for any corpus size.
 
     Bytes are read in large pieces and decoded incrementally (a character may
     straddle two pieces); each block ends at its last newline and the rest
     starts the next block.  No newline translation: lines end at ``\\n`` only.
+    Text waiting for its newline is held up to ``MAX_LINE`` characters only:
+    beyond that it is cut before a space (``whole`` is false for every piece
+    but a line's last), so a file without newlines cannot fill memory and no
+    word is split; only a run of ``MAX_LINE`` characters without a space is
+    cut where it stands.
     """
     try:
         decoder = codecs.getincrementaldecoder(encoding)(errors)
@@ -108,14 +114,19 @@ def _read_blocks(path, encoding="utf-8", errors="strict", start=0, end=None):
                 pending += len(raw)
                 if not raw:
                     if rest + piece or pending:
-                        yield rest + piece, pending
+                        yield rest + piece, pending, True
                     return
                 cut = piece.rfind("\n") + 1
                 if cut:
-                    yield rest + piece[:cut], pending
+                    yield rest + piece[:cut], pending, True
                     rest, pending = piece[cut:], 0
                 else:
                     rest += piece
+                while len(rest) > MAX_LINE:
+                    cut = rest.rfind(" ", 1, MAX_LINE)
+                    cut = cut if cut > 0 else MAX_LINE
+                    yield rest[:cut], pending, False
+                    rest, pending = rest[cut:], 0
     except IsADirectoryError:
         raise UsageError(f"{path} is a directory, not a file") from None
     except OSError as e:
@@ -154,8 +165,10 @@ def _count_ranges(ranges, mode, encoding, errors, progress):
     """Token counts of byte ranges of files, keyed by ``str`` (counted as UTF-8 bytes, decoded once)."""
     counts = collections.Counter()
     for path, start, end in ranges:
-        for block, nbytes in _read_blocks(path, encoding, errors, start, end):
+        for block, nbytes, whole in read_blocks(path, encoding, errors, start, end):
             counts.update(text.count_tokens(block, mode))
+            if mode == "pretokenized" and not whole:
+                counts[text.EOS.encode()] -= 1  # the line goes on: its <eos> comes with its last piece
             if progress and nbytes:
                 progress(nbytes)
     return {k.decode("utf-8", "surrogatepass"): n for k, n in counts.items()}

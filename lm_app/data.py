@@ -1,29 +1,37 @@
 """``tf.data`` pipelines from text files to batches of token ids.
 
 The notes' objective: windows of ``window`` words predict the next word.  Files are
-read line by line with ``TextLineDataset`` and tokenized with the same rule as the
-vocabulary builder (:func:`lm_app.text.tf_tokenize`), so memory stays flat for any
-corpus size, no one-hot tensor is ever built, and a window never spans two files.
+read in blocks of lines with the vocabulary's encoding (:func:`file_lines`) and
+tokenized with the same rule as the vocabulary builder
+(:func:`lm_app.text.tf_tokenize`), so memory stays flat for any corpus size
+(a line too long to hold is cut between words), no one-hot tensor is ever
+built, and a window never spans two files.
 
-The validation split takes every ``period``-th block of consecutive windows
-(period 5 = the notes' 4:1 split).  Windows that overlap the other split at a
-block edge are dropped, so no validation word is seen as training input.
+The corpus is cut into blocks of consecutive windows, in cycles of train,
+validation and test blocks (8:1:1 by default, :func:`split_cycle`).  Windows
+that overlap another part at a block edge are dropped, so no validation or test
+word is seen as training input.  The test part is scored once, at the end: it
+neither picks the weights nor drives early stopping or the learning rate.
 
 The standard objective reads the corpus as one stream instead
-(:func:`token_ids`, :func:`batchify`, :func:`stream_chunks`): ``batch_size``
-contiguous rows, read ``bptt`` tokens at a time.  Its ids are held as one int32
-array, four bytes a token.
+(:func:`token_ids`, :func:`split_stream`, :func:`batchify`, :func:`stream_chunks`):
+``batch_size`` contiguous rows, read ``bptt`` tokens at a time.  Its ids are
+held as one int32 array, four bytes a token.
 """
+import math
 import os
+from fractions import Fraction
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from . import text
+from . import corpus, text
 from .errors import UsageError
 
 LINES_PER_BATCH = 512  # lines tokenized per string-op call
+TRAIN, VALID, TEST = 0, 1, 2
+PARTS = {"train": TRAIN, "valid": VALID, "test": TEST}
 
 
 def lookup_table(vocab):
@@ -33,13 +41,53 @@ def lookup_table(vocab):
     return tf.lookup.StaticHashTable(init, default_value=text.UNK_ID)
 
 
-def file_ids(path, table, mode):
+@tf.autograph.experimental.do_not_convert  # it holds a generator: AutoGraph would only warn
+def file_lines(path, vocab):
+    """``(lines, whole)`` batches of a file's lines in UTF-8, decoded as build-dict decoded them.
+
+    The vocabulary's ``--encoding`` applies (bad bytes are replaced, or dropped
+    under ``--errors ignore``: a run must not stop half-way for one byte).
+    Lines come from :func:`lm_app.corpus.read_blocks`, which cuts a very long
+    line between words; ``whole`` is false for its pieces but the last.
+    """
+    encoding = vocab.meta.get("encoding", "utf-8")
+    errors = "ignore" if vocab.meta.get("errors") == "ignore" else "replace"
+
+    def lines(name):
+        for block, _, whole in corpus.read_blocks(os.fsdecode(name), encoding, errors):
+            if not block:
+                continue
+            pieces = block.encode("utf-8", "surrogatepass").split(b"\n")
+            if block.endswith("\n"):
+                pieces.pop()
+            ends = np.ones(len(pieces), bool)
+            ends[-1] = whole
+            for i in range(0, len(pieces), LINES_PER_BATCH):
+                yield pieces[i:i + LINES_PER_BATCH], ends[i:i + LINES_PER_BATCH]
+
+    return tf.data.Dataset.from_generator(
+        lines, args=(path,), output_signature=(tf.TensorSpec([None], tf.string),
+                                               tf.TensorSpec([None], tf.bool)))
+
+
+def line_tokens(lines, whole, mode):
+    """The tokens of a batch of lines, flat; a piece of a longer line gets no ``<eos>``."""
+    tokens = text.tf_tokenize(lines, mode)
+    if mode != "pretokenized":
+        return tokens.flat_values
+    cut = tf.boolean_mask(tokens.row_limits() - 1, ~whole)  # where each cut piece's <eos> is
+    keep = tf.tensor_scatter_nd_update(tf.ones_like(tokens.flat_values, tf.bool), cut[:, None],
+                                       tf.zeros_like(cut, tf.bool))
+    return tf.boolean_mask(tokens.flat_values, keep)
+
+
+def file_ids(path, table, vocab):
     """A file as a stream of 1-D id tensors, one per batch of lines."""
-    lines = tf.data.TextLineDataset(path).batch(LINES_PER_BATCH)
-    return lines.map(lambda batch: table.lookup(text.tf_tokenize(batch, mode).flat_values))
+    return file_lines(path, vocab).map(
+        lambda lines, whole: table.lookup(line_tokens(lines, whole, vocab.mode)))
 
 
-def file_windows(path, table, mode, window):
+def file_windows(path, table, vocab, window):
     """All ``[window + 1]`` id windows of one file, in order, as ``[n, window + 1]`` blocks.
 
     A scan carries the last ``window`` ids of a block into the next, so windows
@@ -51,7 +99,21 @@ def file_windows(path, table, mode, window):
         return joined[-window:], windows
 
     start = tf.zeros([0], tf.int32)
-    return file_ids(path, table, mode).scan(start, step)
+    return file_ids(path, table, vocab).scan(start, step)
+
+
+def split_cycle(valid_fraction, test_fraction):
+    """The parts of one cycle of blocks in order, e.g. 8 x TRAIN, VALID, TEST for 0.1 and 0.1.
+
+    Shares are rounded to fractions with denominators up to 20; the cycle is
+    as short as they allow.
+    """
+    shares = [Fraction(f).limit_denominator(20) for f in (valid_fraction, test_fraction)]
+    if min(shares) < 0 or sum(shares) > Fraction(1, 2):
+        raise UsageError("--valid-fraction and --test-fraction must be 0 or more and at most 0.5 together")
+    length = math.lcm(*(s.denominator for s in shares))
+    n_valid, n_test = (int(s * length) for s in shares)
+    return [TRAIN] * (length - n_valid - n_test) + [VALID] * n_valid + [TEST] * n_test
 
 
 def estimate_words(files):
@@ -60,45 +122,43 @@ def estimate_words(files):
 
 
 def default_block(files, window, period):
-    """About ten train/validation cycles over the corpus, never blocks shorter than 8 windows."""
+    """About ten cycles of parts over the corpus, never blocks shorter than 8 windows."""
     return int(max(8 * window, min(10_000, estimate_words(files) // (10 * period))))
 
 
-def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.2, block=None, targets=1):
-    """Unbatched ``(ids[window], next_id)`` pairs of one split, in corpus order.
+def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.1, test_fraction=0.1,
+                   block=None, targets=1):
+    """Unbatched ``(ids[window], next_id)`` pairs of one part, in corpus order.
 
-    ``split`` is ``"train"``, ``"valid"`` or ``"all"``.  With ``targets`` > 1 the
-    label is the next ``targets`` ids (for the seq2seq model).
+    ``split`` is ``"train"``, ``"valid"``, ``"test"`` or ``"all"``.  With
+    ``targets`` > 1 the label is the next ``targets`` ids (for the seq2seq model).
     """
     if window <= 0:
         raise UsageError("--window must be positive")
-    if split not in ("train", "valid", "all"):
+    if split != "all" and split not in PARTS:
         raise ValueError(split)
-    period = round(1 / valid_fraction) if valid_fraction > 0 else 0
-    if valid_fraction > 0 and period < 2:
-        raise UsageError("--valid-fraction must be at most 0.5")
+    cycle = split_cycle(valid_fraction, test_fraction)
     span = window + targets - 1  # a window and its labels cover span + 1 tokens
-    block = block or default_block(files, span, max(period, 1))
+    block = block or default_block(files, span, len(cycle))
     table = lookup_table(vocab)
 
     ds = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(
-        lambda path: file_windows(path, table, vocab.mode, span))
+        lambda path: file_windows(path, table, vocab, span))
 
-    if split != "all" and period:
+    if split != "all":
+        parts = tf.constant(cycle, tf.int64)
+
         def number(count, windows):
             n = tf.shape(windows, out_type=tf.int64)[0]
             return count + n, (count + tf.range(n), windows)
 
         def select(index, windows):
-            part = (index // block) % period
-            in_valid = part == period - 1
-            at_edge = (index % block < span) & (in_valid | (part == 0))
-            wanted = in_valid if split == "valid" else ~in_valid
-            return tf.boolean_mask(windows, wanted & ~at_edge)
+            part = tf.gather(parts, (index // block) % len(cycle))
+            previous = tf.gather(parts, (index // block - 1) % len(cycle))
+            at_edge = (index % block < span) & (part != previous)  # shares words with the block before
+            return tf.boolean_mask(windows, (part == PARTS[split]) & ~at_edge)
 
         ds = ds.scan(tf.constant(0, tf.int64), number).map(select)
-    elif split == "valid":
-        ds = ds.take(0)
     if targets == 1:
         return ds.unbatch().map(lambda w: (w[:window], w[window]))
     return ds.unbatch().map(lambda w: (w[:window], w[window:]))
@@ -121,14 +181,6 @@ def without_autotune(ds):
     return ds.with_options(options)
 
 
-def window_splits(files, vocab, window=5, batch_size=128, valid_fraction=0.2, seed=None):
-    """The training and validation batches of the windowed objective."""
-    train = batched(window_dataset(files, vocab, window, "train", valid_fraction),
-                    batch_size, shuffle=True, seed=seed)
-    valid = batched(window_dataset(files, vocab, window, "valid", valid_fraction), batch_size)
-    return train, valid
-
-
 def count_batches(ds):
     """Batches in a finite dataset (one pass over it), for progress bars and empty checks."""
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
@@ -140,17 +192,17 @@ def token_ids(files, vocab):
     """Every token id of the files, in order, as one int32 array."""
     table = lookup_table(vocab)
     ds = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(
-        lambda path: file_ids(path, table, vocab.mode))
+        lambda path: file_ids(path, table, vocab))
     parts = [ids.numpy() for ids in ds]
     return np.concatenate(parts) if parts else np.zeros([0], np.int32)
 
 
-def split_stream(ids, valid_fraction=0.2, cycles=10):
-    """Training and validation streams: every ``period``-th of ``period * cycles`` contiguous blocks is held out."""
-    period = max(2, round(1 / valid_fraction))
-    block = max(1, len(ids) // (period * cycles))
-    part = (np.arange(len(ids)) // block) % period
-    return ids[part != period - 1], ids[part == period - 1]
+def split_stream(ids, valid_fraction=0.1, test_fraction=0.1, cycles=10):
+    """Training, validation and test streams: ``cycles`` cycles of contiguous blocks (see :func:`split_cycle`)."""
+    cycle = np.array(split_cycle(valid_fraction, test_fraction))
+    block = max(1, len(ids) // (len(cycle) * cycles))
+    part = cycle[(np.arange(len(ids)) // block) % len(cycle)]
+    return tuple(ids[part == p] for p in (TRAIN, VALID, TEST))
 
 
 def batchify(ids, rows):

@@ -46,7 +46,7 @@ def stream_batches(files, vocab, chunk=EVAL_CHUNK):
     """The corpus as one row: ``(x[1, n], y[1, n])`` chunks, ``y`` shifted by one token."""
     table = data.lookup_table(vocab)
     ids = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(
-        lambda path: data.file_ids(path, table, vocab.mode)).unbatch().batch(chunk)
+        lambda path: data.file_ids(path, table, vocab)).unbatch().batch(chunk)
 
     def pair(prev_last, block):
         joined = tf.concat([prev_last, block], axis=0)

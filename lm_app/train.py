@@ -43,6 +43,7 @@ from .errors import UsageError
 from .models import stream_model, window_model
 
 STATE = "checkpoints"
+SPLIT_NAMES = {"valid": "validation", "test": "test"}
 
 
 def make_strategy(name):
@@ -112,25 +113,42 @@ def clip_by_global_norm(grads, max_norm):
     return tf.clip_by_global_norm(dense, max_norm)[0]
 
 
+def held_out_shares(cfg):
+    """The shares of the corpus held out for validation and test: none for a part read from its own files."""
+    return (0 if cfg.valid_corpus else cfg.valid_fraction, 0 if cfg.test_corpus else cfg.test_fraction)
+
+
+def held_out_sources(cfg):
+    """``(part, its own files or None)`` for each held-out part: validation, and test unless its share is 0."""
+    sources = [("valid", cfg.valid_corpus), ("test", cfg.test_corpus)]
+    return [(split, find_files(glob) if glob else None) for split, glob in sources
+            if glob or split == "valid" or cfg.test_fraction]
+
+
 class WindowObjective:
     """Shuffled windows of ``cfg.window`` words; each predicts the word after it (seq2seq: the next ``target_len``)."""
 
     def __init__(self, cfg, vocab, files):
         self.cfg = cfg
         targets = cfg.target_len if cfg.arch == "seq2seq" else 1
-        self.train_windows = data.window_dataset(files, vocab, cfg.window, "train", cfg.valid_fraction,
-                                                 targets=targets)
-        self.valid = data.batched(
-            data.window_dataset(files, vocab, cfg.window, "valid", cfg.valid_fraction, targets=targets),
-            cfg.batch_size)
+
+        def windows(files, split):
+            return data.window_dataset(files, vocab, cfg.window, split, *held_out_shares(cfg), targets=targets)
+
+        self.train_windows = windows(files, "train")
+        # Validation picks the weights and drives early stopping and the learning rate; test only scores.
+        self.held_out = {split: data.batched(windows(own, "all") if own else windows(files, split),
+                                             cfg.batch_size)
+                         for split, own in held_out_sources(cfg)}
         self.n_train = data.count_batches(data.batched(self.train_windows, cfg.batch_size))
-        self.n_valid = data.count_batches(self.valid)
-        if self.n_train == 0 or self.n_valid == 0:
+        counts = {split: data.count_batches(ds) for split, ds in self.held_out.items()}
+        if self.n_train == 0 or 0 in counts.values():
             raise UsageError(
                 f"the corpus {cfg.corpus!r} is too small for windows of {cfg.window} words "
-                "plus a validation split (windows never cross files)")
-        self.describe = (f"{self.n_train} training and {self.n_valid} validation batches of "
-                         f"{cfg.batch_size} windows")
+                "plus validation and test parts (windows never cross files)")
+        self.describe = (f"{self.n_train} training, "
+                         + ", ".join(f"{n} {SPLIT_NAMES[split]}" for split, n in counts.items())
+                         + f" batches of {cfg.batch_size} windows")
 
     def build(self, vocab_size):
         self.model = window_model(self.cfg, vocab_size)
@@ -154,8 +172,8 @@ class WindowObjective:
             logits = self.model(x, training=training)
         return losses.token_losses(y, logits, training)
 
-    def evaluate(self, step):
-        for x, y in self.valid:
+    def evaluate(self, step, split):
+        for x, y in self.held_out[split]:
             step(x, y)
 
 
@@ -164,20 +182,20 @@ class StreamObjective:
 
     def __init__(self, cfg, vocab, files):
         self.cfg = cfg
-        ids = data.token_ids(files, vocab)
-        if cfg.valid_corpus:
-            train_ids, valid_ids = ids, data.token_ids(find_files(cfg.valid_corpus), vocab)
-        else:
-            train_ids, valid_ids = data.split_stream(ids, cfg.valid_fraction)
-        self.train_rows = data.batchify(train_ids, cfg.batch_size)
-        self.valid_rows = data.batchify(valid_ids, cfg.batch_size)
-        if self.train_rows.shape[1] < 2 or self.valid_rows.shape[1] < 2:
+        parts = dict(zip(("train", "valid", "test"),
+                         data.split_stream(data.token_ids(files, vocab), *held_out_shares(cfg))))
+        self.train_rows = data.batchify(parts["train"], cfg.batch_size)
+        self.held_out = {split: data.batchify(data.token_ids(own, vocab) if own else parts[split],
+                                              cfg.batch_size)
+                         for split, own in held_out_sources(cfg)}
+        if min(rows.shape[1] for rows in (self.train_rows, *self.held_out.values())) < 2:
             raise UsageError(f"the corpus {cfg.corpus!r} is too small for {cfg.batch_size} rows "
-                             "plus a validation split; use a smaller --batch-size")
+                             "plus validation and test parts; use a smaller --batch-size")
         self.n_train = data.count_chunks(self.train_rows, cfg.bptt)
-        self.n_valid = data.count_chunks(self.valid_rows, cfg.bptt)
         self.describe = (f"{self.train_rows.size:,} training tokens in {cfg.batch_size} rows, "
-                         f"{self.n_train} chunks of {cfg.bptt}; {self.valid_rows.size:,} validation tokens")
+                         f"{self.n_train} chunks of {cfg.bptt}; "
+                         + ", ".join(f"{rows.size:,} {SPLIT_NAMES[split]} tokens"
+                                     for split, rows in self.held_out.items()))
 
     def build(self, vocab_size):
         cfg = self.cfg
@@ -209,10 +227,10 @@ class StreamObjective:
             var.assign(value)
         return scores
 
-    def evaluate(self, step):
+    def evaluate(self, step, split):
         saved = [s.numpy() for s in self.states]
         self.start_epoch()
-        for x, y in data.stream_chunks(self.valid_rows, self.cfg.bptt):
+        for x, y in data.stream_chunks(self.held_out[split], self.cfg.bptt):
             step(x, y)
         for var, value in zip(self.states, saved):
             var.assign(value)
@@ -279,9 +297,10 @@ class Trainer:
     def _eval_step(self, x, y):
         self.eval_metrics.update(*self.objective.token_losses(x, y, training=False))
 
-    def evaluate(self):
+    def evaluate(self, split="valid"):
+        """Loss, accuracy and top-5 on a held-out part: ``"valid"`` or ``"test"``."""
         self.eval_metrics.reset()
-        self.objective.evaluate(self.eval_step)
+        self.objective.evaluate(self.eval_step, split)
         return self.eval_metrics.result()
 
     def checkpoint(self, progress):
@@ -327,7 +346,7 @@ def prepare_run(cfg, resume, fresh, log):
 
 
 def train(cfg, resume=False, fresh=False, verbose=None, log=print, on_epoch=None):
-    """Train (or resume), evaluate the best weights on the held-out split, export; return metrics.
+    """Train (or resume), score the best weights on the held-out parts, export; return metrics.
 
     A folder with an unfinished run is only touched with ``resume`` (continue
     it) or ``fresh`` (discard it), so a forgotten flag never throws work away.
@@ -496,16 +515,13 @@ def record_epoch(writers, epoch, logs):
 
 
 def finish(trainer, cfg, vocab, best_weights, p, log, complete=True, chief=True):
-    """Evaluate the best weights on the held-out split and export them (the chief only)."""
+    """Score the best weights on each held-out part and export them (the chief only)."""
     trainer.model.load_weights(best_weights)
-    results = trainer.evaluate()
-    metrics = {
-        "loss": results["loss"],
-        "perplexity": math.exp(min(results["loss"], 700)),
-        "accuracy": results["accuracy"],
-        "top5": results["top5"],
-        "epochs": len(p["history"].get("loss", [])),
-    }
+    metrics = {"epochs": len(p["history"].get("loss", []))}
+    for split in trainer.objective.held_out:
+        results = trainer.evaluate(split)
+        metrics[split] = {key: float(results[key]) for key in ("loss", "accuracy", "top5")}
+        metrics[split]["perplexity"] = math.exp(min(results["loss"], 700))
     config = dict(dataclasses.asdict(cfg), vocab_size=len(vocab), mode=vocab.mode,
                   vocab_sha256=vocab.meta["sha256"])
     if not chief:
@@ -521,3 +537,13 @@ def finish(trainer, cfg, vocab, best_weights, p, log, complete=True, chief=True)
         write_json(run, dict(read_json(run, "saved run settings"), finished=True))
     log(f"exported the model to {cfg.model_dir}")
     return metrics
+
+
+def describe_metrics(metrics):
+    """The final figures, each named with the part of the corpus it was measured on."""
+    epochs = metrics["epochs"]
+    why = {"test": "held out: neither trained on nor used to pick the weights",
+           "valid": "picked the weights: " + ("1 epoch" if epochs == 1 else f"the best of {epochs} epochs")}
+    return "\n".join(f"{SPLIT_NAMES[split]} accuracy {m['accuracy']:.1%}, top-5 accuracy {m['top5']:.1%}, "
+                     f"perplexity {m['perplexity']:.1f} ({why[split]})"
+                     for split, m in sorted(metrics.items(), key=lambda kv: kv[0] != "test") if split in why)

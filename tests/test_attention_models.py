@@ -67,7 +67,7 @@ def seq2seq_model(cycle):
 
 def test_the_attention_lm_learns_and_shows_its_weights(attention_model, tmp_path):
     metrics, model_dir = attention_model
-    assert metrics["accuracy"] >= 0.95
+    assert metrics["test"]["accuracy"] >= 0.95
     png = tmp_path / "attention.png"
     proc = run_cli("predict", "--model-dir", model_dir, "--json", "--show-attention",
                    "--attention-png", png, "the bird sang over the")
@@ -87,7 +87,7 @@ def test_the_attention_lm_learns_and_shows_its_weights(attention_model, tmp_path
 
 def test_the_seq2seq_model_writes_the_next_words(seq2seq_model, tmp_path):
     metrics, model_dir = seq2seq_model
-    assert metrics["accuracy"] >= 0.95  # per word, over the three written words
+    assert metrics["test"]["accuracy"] >= 0.95  # per word, over the three written words
     proc = run_cli("predict", "--model-dir", model_dir, "--json", "--show-attention",
                    "--attention-png", tmp_path / "a.png", "the dog ran to the")
     assert proc.returncode == 0, proc.stderr

@@ -26,12 +26,12 @@ REFUSED = [
     (["train", "--target-len", "0", "--arch", "seq2seq"], "--target-len must be a positive integer"),
     (["train", "--hidden", "abc"], "argument --hidden: invalid int value"),  # argparse's, same prefix
     # flags the run would ignore (#12.17)
-    (["train", "--valid-corpus", "missing.txt"], "--valid-corpus acts with --objective stream only"),
+    (["train", "--valid-corpus", "missing.txt"], "--valid-corpus: 'missing.txt' does not exist"),
     (["train", "--tied", "--embedding", "8", "--hidden", "8"], "--tied acts with --objective stream only"),
     (["train", "--bptt", "20"], "--bptt acts with --objective stream only"),
     (["train", "--objective", "stream", "--window", "9"], "--window acts with --objective window only"),
     (["train", "--objective", "stream", "--tied", "--embedding", "8"], "--tied needs --embedding equal to --hidden"),
-    (["train", "--objective", "stream", "--valid-corpus", "v.txt", "--valid-fraction", "0.1"],
+    (["train", "--objective", "stream", "--valid-corpus", "corpus/**/*.txt", "--valid-fraction", "0.2"],
      "--valid-fraction and --valid-corpus"),
     (["train", "--objective", "stream", "--arch", "attention"], "--arch attention reads windows"),
     (["train", "--arch", "rnn", "--cell", "lstm"], "--cell acts with --arch attention or seq2seq only"),
@@ -83,7 +83,7 @@ def test_every_option_shows_its_default():
 def test_help_says_which_flags_act_for_one_objective_and_their_limits():
     [sub] = [a for a in make_parser()._actions if a.choices and "train" in a.choices]
     helps = {a.dest: a.help for a in sub.choices["train"]._actions}
-    for name in ("valid_corpus", "tied", "bptt"):
+    for name in ("tied", "bptt"):
         assert "--objective stream only" in helps[name]
     assert "--objective window only" in helps["window"]
     assert "with --objective window" in helps["lr_decay"] and "with stream" in helps["lr_decay"]

@@ -53,7 +53,7 @@ def test_reading_streams_in_blocks_and_counts_the_same(tmp_path, monkeypatch):
     lines = [f"word{i % 7} and more words{i % 3}" for i in range(500)]
     (tmp_path / "big.txt").write_text("\n".join(lines), encoding="utf-8")
     monkeypatch.setattr(corpus, "_READ_CHUNK", 64)
-    blocks = [block for block, _ in corpus._read_blocks(tmp_path / "big.txt")]
+    blocks = [block for block, _, _ in corpus.read_blocks(tmp_path / "big.txt")]
     assert len(blocks) > 50 and all(b.endswith("\n") for b in blocks[:-1])
     counts = corpus.count_tokens([tmp_path / "big.txt"])
     assert counts == collections.Counter(text.tokenize("\n".join(lines)))

@@ -51,10 +51,11 @@ def test_build_dict_prints_a_summary(trained):
 def test_training_learns_the_pattern_and_writes_its_records(trained):
     model_dir = trained["model_dir"]
     metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert metrics["accuracy"] >= 0.95, metrics
-    assert metrics["top5"] >= metrics["accuracy"]
-    assert metrics["perplexity"] < 1.5
-    assert "held-out accuracy" in trained["train_out"] and "perplexity" in trained["train_out"]
+    assert metrics["test"]["accuracy"] >= 0.95, metrics
+    assert metrics["test"]["top5"] >= metrics["test"]["accuracy"]
+    assert metrics["test"]["perplexity"] < 1.5
+    assert metrics["valid"]["accuracy"] >= 0.95, metrics
+    assert "test accuracy" in trained["train_out"] and "validation accuracy" in trained["train_out"]
     history = json.loads((model_dir / "history.json").read_text())
     assert len(history["loss"]) == metrics["epochs"] and history["loss"][-1] < history["loss"][0]
     assert set(history) >= {"loss", "val_loss", "accuracy", "val_accuracy", "val_top5"}
@@ -168,7 +169,7 @@ def test_lstm_and_gru_stacks_learn_the_pattern(trained, tmp_path, arch_flags):
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((model_dir / "metrics.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
-    assert metrics["accuracy"] >= 0.95, metrics
+    assert metrics["test"]["accuracy"] >= 0.95, metrics
     assert config["arch"] == arch_flags[1] and config["layers"] == 2
     assert json.loads(run_cli("predict", "--model-dir", model_dir, "--json", "the dog ran to the")
                       .stdout)["prediction"] == "park"

@@ -35,7 +35,7 @@ def predict_stdin(model_dir, text, *flags):
 
 
 def test_the_summary_of_a_one_epoch_run_is_grammatical(trained):
-    assert "(1 epoch)" in trained["stdout"] and "epochs)" not in trained["stdout"]
+    assert "(picked the weights: 1 epoch)" in trained["stdout"] and "epochs)" not in trained["stdout"]
 
 
 def test_the_epoch_line_rounds_the_speed(trained):

@@ -1,5 +1,6 @@
 """Nothing half-written, nothing that hangs, nothing that runs code from a file."""
 import collections
+import json
 import os
 import resource
 import signal
@@ -196,3 +197,65 @@ def test_a_disk_that_fills_up_during_training(tmp_path):
     assert not (model_dir / "saved_model.pb").exists()
     leftovers = [p.name for p in model_dir.rglob("*") if p.name.startswith(".") and p.name != ".lock"]
     assert leftovers == []
+
+
+PEAK_SCRIPT = """
+import json, resource, sys
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) * 1024
+
+{setup}
+start = status("VmRSS")
+{work}
+children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(json.dumps({{"above_start": max(status("VmHWM"), children) - start, "result": result}}))
+"""
+
+
+def peak_above_start(setup, work):
+    """Run ``work`` in a fresh process after ``setup``; its peak memory (and its workers') above the start."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", PEAK_SCRIPT.format(setup=setup, work=work)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def one_line_file(tmp_path_factory):
+    """200 MB of words and not one newline."""
+    path = tmp_path_factory.mktemp("long") / "one-line.txt"
+    block = ("the cat sat on the mat and the dog ran to the park " * 20_000).encode()
+    with open(path, "wb") as f:
+        for _ in range(200_000_000 // len(block) + 1):
+            f.write(block)
+    return path
+
+
+def test_build_dict_memory_stays_flat_on_a_file_without_newlines(one_line_file, tmp_path):
+    measured = peak_above_start(
+        "from lm_app import cli",
+        f"result = cli.main(['build-dict', '--corpus', {str(one_line_file)!r}, "
+        f"'--vocab', {str(tmp_path / 'vocab.txt')!r}])")
+    assert measured["result"] == 0
+    assert corpus.Vocabulary.load(tmp_path / "vocab.txt").counts[2] > 8_000_000  # "the" x 4 per 13 words
+    assert measured["above_start"] < 300 << 20, measured
+
+
+def test_the_training_pipeline_reads_a_file_without_newlines_in_flat_memory(one_line_file):
+    measured = peak_above_start(
+        "import tensorflow as tf\n"
+        "from lm_app import corpus, data\n"
+        "vocab = corpus.Vocabulary.from_counts({w: 9 for w in 'the cat sat on mat and dog ran to park'.split()},"
+        " 3, {'mode': 'words'})\n"
+        "table = data.lookup_table(vocab)\n"
+        "def windows(path):\n"
+        "    ds = data.file_windows(tf.constant(path), table, vocab, 5)\n"
+        "    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, w: n + tf.shape(w, out_type=tf.int64)[0]))\n"
+        f"windows({str(ROOT / 'README.md')!r})  # TensorFlow warmed up before the start is measured",
+        f"result = windows({str(one_line_file)!r})")
+    words = one_line_file.stat().st_size // len("the cat sat on the mat and the dog ran to the park ") * 13
+    assert measured["result"] == words - 5
+    assert measured["above_start"] < 300 << 20, measured

@@ -29,8 +29,8 @@ def test_rows_and_chunks_are_exactly_the_pytorch_recipe():
 
 def test_stream_split_holds_out_contiguous_blocks():
     ids = np.arange(1000)
-    train_ids, valid_ids = data.split_stream(ids, 0.2, cycles=10)
-    assert len(valid_ids) == 200 and len(train_ids) == 800
+    train_ids, valid_ids, test_ids = data.split_stream(ids, 0.2, 0.0, cycles=10)
+    assert len(valid_ids) == 200 and len(train_ids) == 800 and len(test_ids) == 0
     assert not set(train_ids) & set(valid_ids)
     assert np.all(np.diff(valid_ids[:20]) == 1)  # blocks of 20 consecutive tokens
 
@@ -81,9 +81,9 @@ def stream_model(tmp_path_factory):
 def test_the_state_really_carries_across_chunks(stream_model):
     """With 3-token chunks, only a carried state can tell which 'the' it is reading."""
     work, cfg, metrics = stream_model
-    # Held out: 4 rows, each read from a zero state, whose first words cannot all be right,
-    # so the ceiling is near 0.95 (the strict test of the carried state follows).
-    assert metrics["accuracy"] >= 0.9, metrics
+    # The test part: 4 rows of 44 tokens, each read from a zero state, whose first words cannot
+    # all be right, so the ceiling is near 0.9 (the strict test of the carried state follows).
+    assert metrics["test"]["accuracy"] >= 0.85, metrics
     model, _, vocab = evaluate.load_trained(work / "lm")
     ids = data.token_ids(corpus.find_files(cfg.corpus), vocab)[:600]
 
