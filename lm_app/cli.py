@@ -14,6 +14,7 @@ import time
 
 from . import serve, tflite  # their parsers only; they load TensorFlow and aiohttp when run
 from .errors import UsageError
+from .text import has_words
 
 PROG = "lm_app"
 
@@ -132,19 +133,26 @@ def cmd_train(args):
           f"perplexity {metrics['perplexity']:.1f} (best of {metrics['epochs']} epochs)")
 
 
-def text_argument(text, what):
-    """TEXT as given, or stdin for ``-``; empty text is a usage error (checked before TensorFlow loads)."""
+def text_argument(text, what, mode=None):
+    """TEXT as given, or stdin for ``-``; checked before TensorFlow loads.
+
+    Empty text is a usage error; with the model's ``mode``, so is text that
+    keeps no word after normalisation (the rule ``serve`` applies too).
+    """
     if text == "-":
         text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    if mode is not None and not has_words(text, mode):
+        raise UsageError(f"the text to {what} has no words after normalisation")
     if not text.strip():
         raise UsageError(f"the text to {what} is empty")
     return text
 
 
 def cmd_predict(args):
-    args.text = text_argument(args.text, "predict from")
-    import_tensorflow()
     from . import predict
+
+    args.text = text_argument(args.text, "predict from", predict.model_mode(args.model_dir))
+    import_tensorflow()
 
     result = predict.predict(predict.load(args.model_dir), [args.text], args.top_k)[0]
     if args.show_attention:

@@ -1,5 +1,6 @@
 """Next-word prediction from an exported SavedModel alone (no training code imported)."""
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,14 @@ def load_model(model_dir):
     except Exception as e:  # TensorFlow raises many types for a damaged folder
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"cannot load the model in {model_dir}: {first}") from None
+
+
+def model_mode(model_dir):
+    """How the model tokenizes (its vocabulary's meta file beside it); ``words`` if that is missing."""
+    try:
+        return json.loads((Path(model_dir) / "vocab.json").read_text(encoding="utf-8"))["mode"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "words"
 
 
 def load(model_dir):
