@@ -447,44 +447,48 @@ class Batcher:
 
 
 class Connections:
-    """The open connections, at most ``limit``, in the order they began waiting for a request.
+    """The open connections, at most ``limit``, each in the order it began to wait.
 
-    At the limit a new connection closes the one that has waited longest
-    without a complete request (a slow or idle client) rather than being
-    refused; only when every connection has a request in the works is the new
-    one refused, with a 503.
+    At the limit a new connection closes the one that has waited longest for
+    its first complete request (a slow client, or one that sends nothing);
+    failing that, the one idle longest since its last answer.  Only when every
+    connection has a request in the works is the new one refused, with a 503.
+    Slow clients thus cannot lock normal ones out, and a normal client's
+    kept-alive connection is the last to go.
     """
 
     def __init__(self, limit):
         self.limit = limit
-        self.waiting = {}  # transport -> None, oldest first
+        self.fresh = {}  # transport -> None, oldest first: no complete request yet
+        self.idle = {}  # transport -> None, oldest first: answered, waiting for the next request
         self.working = set()
-        self.closed_for_room = 0
 
     def admit(self, transport):
-        if len(self.waiting) + len(self.working) >= self.limit:
-            if not self.waiting:
+        if len(self.fresh) + len(self.idle) + len(self.working) >= self.limit:
+            waiting = self.fresh or self.idle
+            if not waiting:
                 return False
-            oldest = next(iter(self.waiting))
+            oldest = next(iter(waiting))
             self.forget(oldest)
             oldest.abort()
-            self.closed_for_room += 1
-        self.waiting[transport] = None
+        self.fresh[transport] = None
         return True
 
     def forget(self, transport):
-        self.waiting.pop(transport, None)
+        self.fresh.pop(transport, None)
+        self.idle.pop(transport, None)
         self.working.discard(transport)
 
     def start_work(self, transport):
         """The request on ``transport`` is complete: it may no longer be closed to make room."""
-        if self.waiting.pop(transport, False) is None:
+        if transport in self.fresh or transport in self.idle:
+            self.forget(transport)
             self.working.add(transport)
 
     def end_work(self, transport):
         if transport in self.working:
             self.working.discard(transport)
-            self.waiting[transport] = None
+            self.idle[transport] = None
 
 
 BUSY = json.dumps({"error": "the server has too many connections; try again later"}).encode()

@@ -362,16 +362,21 @@ def test_connections_at_the_limit_close_the_longest_waiting_one():
         def abort(self):
             self.aborted = True
 
-    connections = Connections(2)
-    first, second, third, fourth = (Transport() for _ in range(4))
-    assert connections.admit(first) and connections.admit(second)
+    connections = Connections(3)
+    kept, first, second, third, fourth, fifth = (Transport() for _ in range(6))
+    assert connections.admit(kept) and connections.admit(first) and connections.admit(second)
+    connections.start_work(kept)
+    connections.end_work(kept)  # answered: idle, kept alive, the oldest of all
     connections.start_work(first)  # first has a complete request: it is not closed for room
     assert connections.admit(third)
-    assert second.aborted and not first.aborted
+    assert second.aborted and not first.aborted and not kept.aborted  # the longest without a request
     connections.start_work(third)
-    assert not connections.admit(fourth)  # every connection is working: the new one is refused
-    connections.end_work(first)  # answered, waiting again: the next one to go
-    assert connections.admit(fourth) and first.aborted and not third.aborted
+    assert connections.admit(fourth)  # nobody left without a request: the longest idle goes
+    assert kept.aborted
+    connections.start_work(fourth)
+    assert not connections.admit(fifth)  # every connection is working: the new one is refused
+    connections.end_work(first)
+    assert connections.admit(fifth) and first.aborted and not third.aborted
 
 
 def test_host_names_of_a_loopback_server():
