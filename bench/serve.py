@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["some of them looks like", "the dog ran to the", "the bird sang over the", "near the",
            "the cat sat on the mat and the", "zebra", "the house near the river and"]
+JSON = {"Content-Type": "application/json"}
 CYCLE = ("the cat sat on the mat and the dog ran to the park while the bird sang "
          "over the house near the river")
 
@@ -178,7 +179,7 @@ def hostile(endpoint, slow, stop, results):
     async def refused(session, kind, body):
         while True:
             try:
-                async with session.post(endpoint, data=body, headers={"Content-Type": "application/json"}) as r:
+                async with session.post(endpoint, data=body, headers=JSON) as r:
                     await r.read()
                     outcomes[f"{kind}: {r.status}"] += 1
             except aiohttp.ClientError as e:
@@ -204,7 +205,8 @@ def hostile(endpoint, slow, stop, results):
 def raise_open_files():
     """The soft open-file limit up to the hard one: the slow clients need a socket each."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536), hard))
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def report(title, latencies, errors, elapsed, clients):

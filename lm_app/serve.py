@@ -1,6 +1,7 @@
 """``serve``: the exported SavedModel behind TensorFlow Serving's REST predict API.
 
-Clients written for TensorFlow Serving work unchanged::
+Clients written for TensorFlow Serving work unchanged (if they send JSON as
+``application/json``)::
 
     POST /v1/models/<name>[/versions/<n>]:predict   {"instances": [...]} or {"inputs": [...]}
     GET  /v1/models/<name>[/versions/<n>]           the model status
@@ -68,6 +69,29 @@ class RequestError(Exception):
         self.status = status
 
 
+def _limit(default, metavar, help):
+    return dataclasses.field(default=default, metadata={"metavar": metavar, "help": help})
+
+
+@dataclasses.dataclass
+class Limits:
+    """What one request, the queue and the connections may take: the ``serve`` flags of the same names."""
+
+    max_body: int = _limit(DEFAULT_MAX_BODY, "BYTES", "larger request bodies are refused with 413")
+    max_instances: int = _limit(DEFAULT_MAX_INSTANCES, "N", "more texts in one request are refused with 400")
+    max_queue: int = _limit(DEFAULT_MAX_QUEUE, "N",
+                            "texts that may wait for the model; more are refused with 503")
+    max_connections: int = _limit(DEFAULT_MAX_CONNECTIONS, "N",
+                                  "open connections; at the limit a new one closes one that has waited "
+                                  "longest without a complete request")
+    idle_timeout: float = _limit(DEFAULT_IDLE_TIMEOUT, "SECONDS",
+                                 "close a connection that has not sent a complete request head in this time")
+    body_timeout: float = _limit(DEFAULT_BODY_TIMEOUT, "SECONDS",
+                                 "answer 408 to a request whose body has not arrived in this time")
+    deadline: float = _limit(DEFAULT_DEADLINE, "SECONDS",
+                             "answer 504 to a request the model has not answered in this time")
+
+
 def port_number(value):
     import argparse
 
@@ -86,7 +110,10 @@ def add_parser(sub, model_dir_default="saved_models/lm"):
                        "predict API: POST /v1/models/NAME:predict with {\"instances\": [text, "
                        "...]} or {\"inputs\": [...]}; GET /v1/models/NAME for its status and "
                        "/v1/models/NAME/metadata for its signature. Concurrent requests are "
-                       "batched into one model call. Ctrl-C or SIGTERM stops it cleanly.")
+                       "batched into one model call. Requests must name this server in Host "
+                       "(localhost, 127.0.0.1, [::1] or --host, with the port) and POST "
+                       "application/json, so a web page cannot use it. Ctrl-C or SIGTERM stops it "
+                       "cleanly.")
     p.add_argument("--model-dir", default=model_dir_default, help="exported model (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 0.0.0.0 exposes it to the network (default: %(default)s)")
@@ -94,25 +121,11 @@ def add_parser(sub, model_dir_default="saved_models/lm"):
                    help="TCP port, 0 = any free one (default: %(default)s)")
     p.add_argument("--name", default=DEFAULT_NAME,
                    help="model name in the URLs, /v1/models/NAME (default: %(default)s)")
-    p.add_argument("--max-body", type=positive_int, default=DEFAULT_MAX_BODY, metavar="BYTES",
-                   help="larger request bodies are refused with 413 (default: %(default)s)")
-    p.add_argument("--max-instances", type=positive_int, default=DEFAULT_MAX_INSTANCES, metavar="N",
-                   help="more texts in one request are refused with 400 (default: %(default)s)")
-    p.add_argument("--max-queue", type=positive_int, default=DEFAULT_MAX_QUEUE, metavar="N",
-                   help="texts that may wait for the model; more are refused with 503 "
-                   "(default: %(default)s)")
-    p.add_argument("--max-connections", type=positive_int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
-                   help="open connections; at the limit a new one closes the one that has waited "
-                   "longest without a complete request (default: %(default)s)")
-    p.add_argument("--idle-timeout", type=positive_float, default=DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
-                   help="close a connection that has not sent a complete request head in this "
-                   "time (default: %(default)s)")
-    p.add_argument("--body-timeout", type=positive_float, default=DEFAULT_BODY_TIMEOUT, metavar="SECONDS",
-                   help="answer 408 to a request whose body has not arrived in this time "
-                   "(default: %(default)s)")
-    p.add_argument("--deadline", type=positive_float, default=DEFAULT_DEADLINE, metavar="SECONDS",
-                   help="answer 504 to a request the model has not answered in this time "
-                   "(default: %(default)s)")
+    for limit in dataclasses.fields(Limits):
+        p.add_argument("--" + limit.name.replace("_", "-"), default=limit.default,
+                       type=positive_int if limit.type is int else positive_float,
+                       metavar=limit.metadata["metavar"],
+                       help=f"{limit.metadata['help']} (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
     return p
 
@@ -132,10 +145,8 @@ def cmd_serve(args):
 
         loaded = predict.load_model(args.model_dir)
         model = ServedModel(loaded, args.name, args.model_dir)
-        limits = Limits(max_body=args.max_body, max_instances=args.max_instances,
-                        max_queue=args.max_queue, max_connections=open_files_for(args.max_connections),
-                        idle_timeout=args.idle_timeout, body_timeout=args.body_timeout,
-                        deadline=args.deadline)
+        limits = Limits(**{limit.name: getattr(args, limit.name) for limit in dataclasses.fields(Limits)})
+        limits.max_connections = open_files_for(limits.max_connections)
         asyncio.run(serve_forever(model, args.model_dir, sock, args.host, limits))
     finally:
         sock.close()
@@ -337,19 +348,6 @@ def parse_request(payload, max_instances=DEFAULT_MAX_INSTANCES, mode="words"):
         if not has_words(texts[-1].decode("utf-8", errors="replace"), mode):
             raise RequestError(f"{where}: no words are left after normalisation")
     return texts, key == "inputs"
-
-
-@dataclasses.dataclass
-class Limits:
-    """What one request, the queue and the connections may take (the ``serve`` flags)."""
-
-    max_body: int = DEFAULT_MAX_BODY
-    max_instances: int = DEFAULT_MAX_INSTANCES
-    max_queue: int = DEFAULT_MAX_QUEUE
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    body_timeout: float = DEFAULT_BODY_TIMEOUT
-    deadline: float = DEFAULT_DEADLINE
 
 
 class Batcher:
@@ -640,7 +638,8 @@ def make_app(model, limits=None, hosts=None, connections=None):
         except web.HTTPRequestEntityTooLarge:
             raise RequestError(f"request body is over the limit of {limits.max_body} bytes", 413) from None
         except TimeoutError:
-            raise RequestError(f"the request body did not arrive within {limits.body_timeout:g} s", 408) from None
+            raise RequestError(f"the request body did not arrive within {limits.body_timeout:g} s",
+                               408) from None
         connections.start_work(request.transport)
         texts, columnar = parse_request(parse_body(body), limits.max_instances, model.mode)
         rows = await request.app["batcher"].predict(texts)

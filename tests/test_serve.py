@@ -405,7 +405,8 @@ def test_requests_from_a_web_page_are_refused(server):
     for host in ("localhost", "127.0.0.1", "[::1]"):
         status, _ = server.predict_with({"instances": ["the"]}, {**good, "Host": f"{host}:{server.port}"})
         assert status == 200, host
-    assert server.predict_with({"instances": ["the"]}, {**good, "Content-Type": "application/json; charset=utf-8"})[0] == 200
+    with_charset = {"Content-Type": "application/json; charset=utf-8"}
+    assert server.predict_with({"instances": ["the"]}, with_charset)[0] == 200
     for host in ("evil.example:%d" % server.port, "localhost", "localhost:1"):  # DNS rebinding
         status, answer = server.predict_with({"instances": ["the"]}, {**good, "Host": host})
         assert status == 400 and "Host" in answer["error"], (host, answer)
@@ -480,7 +481,8 @@ def test_a_model_error_is_a_short_500():
         name, mode, outputs = "lm", "words", ["words"]
 
         def __call__(self, texts):
-            raise ValueError("{{node model/gru/MatMul}} Matrix size-incompatible: In[0]: [3,8], In[1]: [16,48]")
+            raise ValueError("{{node model/gru/MatMul}} Matrix size-incompatible: In[0]: [3,8], "
+                             "In[1]: [16,48]")
 
     async def main():
         async with TestServer(make_app(FailingModel()), host="127.0.0.1") as test_server:
