@@ -142,7 +142,7 @@ def text_argument(text, what, mode=None):
     if text == "-":
         text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
     if mode is not None and not has_words(text, mode):
-        raise UsageError(f"the text to {what} has no words after normalisation")
+        raise UsageError(f"the text to {what} has no words: it is empty after normalisation")
     if not text.strip():
         raise UsageError(f"the text to {what} is empty")
     return text

@@ -499,7 +499,7 @@ def test_predict_and_the_server_refuse_text_without_words_alike(server, model_di
     """One rule: no word left after normalisation is refused, whether the text was empty or not."""
     for text in ("日本語", "", "  42 !"):
         assert_usage_error(run_cli("predict", "--model-dir", model_dir, text),
-                           "the text to predict from has no words after normalisation")
+                           "the text to predict from has no words: it is empty after normalisation")
         status, answer = server.predict({"instances": [text]})
         assert status == 400 and "no words" in answer["error"], answer
     assert run_cli("predict", "--model-dir", model_dir, "日本語 the").returncode == 0
