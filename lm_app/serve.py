@@ -640,6 +640,10 @@ def make_app(model, limits=None, hosts=None, connections=None):
         except TimeoutError:
             raise RequestError(f"the request body did not arrive within {limits.body_timeout:g} s",
                                408) from None
+        except web.RequestPayloadError as e:  # a bad chunk or content encoding
+            cause = e.__cause__ or e
+            raise RequestError("the request body cannot be read: "
+                               f"{getattr(cause, 'message', '') or type(cause).__name__}") from None
         connections.start_work(request.transport)
         texts, columnar = parse_request(parse_body(body), limits.max_instances, model.mode)
         rows = await request.app["batcher"].predict(texts)
@@ -669,14 +673,33 @@ def _allow(e):
     return {"Allow": allow} if allow else None
 
 
+def quiet_client_errors(record):
+    """A filter of aiohttp's log: nothing for a client's malformed request (it had its 400), one line
+    for anything else, never a traceback."""
+    from aiohttp import web
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is None:
+        return True
+    if isinstance(exc, (HttpProcessingError, web.RequestPayloadError, ConnectionError)):
+        return False
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {first[:300]}", ()
+    record.exc_info = record.exc_text = None
+    return True
+
+
 async def serve_forever(model, model_dir, sock, host, limits=None):
     """Serve on ``sock`` until SIGINT or SIGTERM, then finish the requests in flight and return."""
     import asyncio
+    import logging
     import signal
 
     from aiohttp import web
 
     limits = limits or Limits()
+    logging.getLogger("aiohttp.server").addFilter(quiet_client_errors)
     port = sock.getsockname()[1]
     connections = Connections(limits.max_connections)
     app = make_app(model, limits, host_names(host, port), connections)

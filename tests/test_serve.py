@@ -400,6 +400,29 @@ def test_the_instance_limit_and_hostile_bodies_over_http(server):
     assert "Traceback" not in server.read_stderr()
 
 
+def raw_request(port, request):
+    """The server's whole answer to bytes sent as they are, on a connection it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_unreadable_bodies_are_a_400_and_not_logged(server):
+    head = (b"POST /v1/models/lm:predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n" % server.port)
+    bad_gzip = b"Content-Encoding: gzip\r\nContent-Length: 10\r\n\r\n0123456789"
+    answer = raw_request(server.port, head + bad_gzip)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b'{"error": "the request body cannot be read' in answer
+    for framing in (b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",  # aiohttp's own 400s
+                    b"Content-Encoding: br\r\nContent-Length: 10\r\n\r\n0123456789"):
+        assert raw_request(server.port, head + framing).split(b" ")[1] == b"400"
+    assert server.predict({"instances": ["the"]})[0] == 200
+    assert "Traceback" not in server.read_stderr() and "Error" not in server.read_stderr()
+
+
 def test_requests_from_a_web_page_are_refused(server):
     good = {"Content-Type": "application/json"}
     for host in ("localhost", "127.0.0.1", "[::1]"):
