@@ -456,9 +456,12 @@ class Connections:
     """
 
     def __init__(self, limit):
+        import collections
+
+        # OrderedDict: a plain dict's first key costs a scan over the keys deleted before it.
         self.limit = limit
-        self.fresh = {}  # transport -> None, oldest first: no complete request yet
-        self.idle = {}  # transport -> None, oldest first: answered, waiting for the next request
+        self.fresh = collections.OrderedDict()  # transport -> None, oldest first: no complete request yet
+        self.idle = collections.OrderedDict()  # transport -> None, oldest first: answered, waiting again
         self.working = set()
 
     def admit(self, transport):
