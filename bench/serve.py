@@ -2,21 +2,28 @@
 
 Starts the server as a subprocess on a free port, runs ``--clients`` concurrent
 aiohttp clients for ``--seconds`` (each sends one request at a time, one
-prompt per request, TF Serving's row format), then stops the server with
-SIGTERM and prints requests/second, p50/p99 latency, the error count (must be
-0; the exit code is 1 otherwise) and how many model calls the server's
-batching needed for all those requests.
+prompt per request, TF Serving's row format), then the same load again beside
+a hostile mix for as long: ``--slow`` connections that send a request head and
+trickle the body a byte a second (reconnecting when closed), and clients that
+loop on oversized bodies, too many instances and deeply nested JSON.  Then it
+stops the server with SIGTERM and prints, for the normal clients of each run,
+requests/second, p50/p99 latency and the error count (must be 0; the exit code
+is 1 otherwise), what the hostile clients got, and how many model calls the
+server's batching needed for all those requests.
 
-    .venv/bin/python bench/serve.py [--model-dir DIR] [--seconds 10] [--clients 16]
+    .venv/bin/python bench/serve.py [--model-dir DIR] [--seconds 10] [--clients 16] [--slow 2000]
 
 Without ``--model-dir`` it first trains a tiny model into a temporary folder
 through the CLI (a few seconds).  Run it alone: it measures the whole machine.
 """
 import argparse
 import asyncio
+import collections
+import json
 import os
 import random
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -25,10 +32,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["some of them looks like", "the dog ran to the", "the bird sang over the", "near the",
            "the cat sat on the mat and the", "zebra", "the house near the river and"]
+JSON = {"Content-Type": "application/json"}
 CYCLE = ("the cat sat on the mat and the dog ran to the park while the bird sang "
          "over the house near the river")
 
@@ -79,7 +88,14 @@ class ServerProcess:
         return code
 
 
-async def load(url, name, clients, seconds):
+async def load(url, name, clients, seconds, slow=None):
+    """The normal clients' latencies, errors and elapsed time, and what the hostile mix got.
+
+    With ``slow`` (a number, 0 included) the hostile mix runs beside, in its
+    own process: its event loop must not slow down the normal clients' one.
+    """
+    import multiprocessing
+
     import aiohttp
 
     latencies, errors = [], []
@@ -101,41 +117,134 @@ async def load(url, name, clients, seconds):
                 continue
             latencies.append(time.perf_counter() - start)
 
+    context = multiprocessing.get_context("spawn")
+    stop, results = context.Event(), context.Queue()
+    attack = None if slow is None else context.Process(target=hostile, args=(endpoint, slow, stop, results))
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as session:
         # One request first, so the first model call is not in the measurement.
         async with session.post(endpoint, json={"instances": ["warm up"]}) as r:
             await r.read()
+        if attack:
+            attack.start()
+            await asyncio.sleep(3.0)  # let it start and the slow clients connect
         began = time.perf_counter()
         deadline = began + seconds
         await asyncio.gather(*(client(session, i) for i in range(clients)))
         elapsed = time.perf_counter() - began
-    return latencies, errors, elapsed
+    outcomes = {}
+    if attack:
+        stop.set()
+        outcomes = results.get(timeout=60)
+        attack.join(timeout=60)
+    return latencies, errors, elapsed, outcomes
+
+
+def hostile(endpoint, slow, stop, results):
+    """The hostile mix until ``stop`` is set, then its outcomes (counts by kind and answer) to ``results``.
+
+    ``slow`` connections send a request head and then trickle the body, a
+    byte a second, reconnecting a second after the server closes them; one
+    client each loops on an oversized body, too many instances and JSON nested
+    100,000 deep.
+    """
+    import aiohttp
+
+    raise_open_files()
+    outcomes = collections.Counter()
+    parts = urlsplit(endpoint)
+    head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100000\r\n\r\n").encode()
+
+    async def slow_client():
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+                writer.write(head)
+                while not reader.at_eof():
+                    writer.write(b"[")
+                    await writer.drain()
+                    try:
+                        answer = await asyncio.wait_for(reader.read(65536), 1.0)
+                        if answer.startswith(b"HTTP/1.1 "):
+                            outcomes[f"slow: {answer[9:12].decode()}"] += 1
+                    except asyncio.TimeoutError:
+                        pass
+                writer.close()
+            except OSError:
+                pass
+            outcomes["slow: closed by the server"] += 1
+            await asyncio.sleep(1.0)
+
+    async def refused(session, kind, body):
+        while True:
+            try:
+                async with session.post(endpoint, data=body, headers=JSON) as r:
+                    await r.read()
+                    outcomes[f"{kind}: {r.status}"] += 1
+            except aiohttp.ClientError as e:
+                outcomes[f"{kind}: {type(e).__name__}"] += 1
+
+    async def attack():
+        bodies = {"oversized": b'{"instances": ["' + b"the " * 300_000 + b'"]}',
+                  "too many instances": json.dumps({"instances": ["the cat"] * 1000}).encode(),
+                  "nested": b"[" * 100_000}
+        async with aiohttp.ClientSession() as session:
+            tasks = [asyncio.create_task(slow_client()) for _ in range(slow)]
+            tasks += [asyncio.create_task(refused(session, kind, body)) for kind, body in bodies.items()]
+            while not stop.is_set():
+                await asyncio.sleep(0.1)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(attack())
+    results.put(dict(outcomes))
+
+
+def raise_open_files():
+    """The soft open-file limit up to the hard one: the slow clients need a socket each."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def report(title, latencies, errors, elapsed, clients):
+    latencies.sort()
+    ms = [x * 1000 for x in latencies]
+    print(f"{title}: {clients} clients for {elapsed:.1f} s: {len(ms)} requests")
+    if ms:
+        p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+        print(f"  throughput  {len(ms) / elapsed:,.0f} requests/s")
+        print(f"  latency     p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms")
+    print(f"  errors      {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
+    return bool(ms) and not errors
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", help="a trained model folder (default: train a tiny one)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the load (default: 10)")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="length of each load, alone and beside the hostile mix (default: 10)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default: 16)")
+    parser.add_argument("--slow", type=int, default=2000,
+                        help="slow clients in the hostile mix (default: 2000)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model_dir) if args.model_dir else train_tiny(Path(tmp))
         server = ServerProcess(model_dir, "lm")
         try:
-            latencies, errors, elapsed = asyncio.run(load(server.url, "lm", args.clients, args.seconds))
+            *alone, _ = asyncio.run(load(server.url, "lm", args.clients, args.seconds))
+            *beside, outcomes = asyncio.run(load(server.url, "lm", args.clients, args.seconds, args.slow))
         finally:
             code = server.stop()
-    latencies.sort()
-    ms = [x * 1000 for x in latencies]
-    print(f"{args.clients} clients for {elapsed:.1f} s on {server.url}: {len(ms)} requests")
-    if ms:
-        p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
-        print(f"throughput  {len(ms) / elapsed:,.0f} requests/s")
-        print(f"latency     p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms")
-    print(f"errors      {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
+    print(f"server on {server.url}")
+    ok = report("normal load alone", *alone, args.clients)
+    ok = report(f"normal load beside the hostile mix ({args.slow} slow clients, oversized, too many "
+                "instances, nested)", *beside, args.clients) and ok
+    print("  hostile     " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
     print(f"server      {server.lines[-1]} (exit code {code})")
-    return 1 if errors or not ms or code not in (0, -signal.SIGTERM) else 0
+    return 0 if ok and code in (0, -signal.SIGTERM) else 1
 
 
 if __name__ == "__main__":

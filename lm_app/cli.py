@@ -14,6 +14,7 @@ import time
 
 from . import serve, tflite  # their parsers only; they load TensorFlow and aiohttp when run
 from .errors import UsageError
+from .text import has_words
 
 PROG = "lm_app"
 
@@ -119,10 +120,16 @@ def cmd_train(args):
     print(describe_metrics(metrics))
 
 
-def text_argument(text, what):
-    """TEXT as given, or stdin for ``-``; empty text is a usage error (checked before TensorFlow loads)."""
+def text_argument(text, what, mode=None):
+    """TEXT as given, or stdin for ``-``; checked before TensorFlow loads.
+
+    Empty text is a usage error; with the model's ``mode``, so is text that
+    keeps no word after normalisation (the rule ``serve`` applies too).
+    """
     if text == "-":
         text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    if mode is not None and not has_words(text, mode):
+        raise UsageError(f"the text to {what} has no words: it is empty after normalisation")
     if not text.strip():
         raise UsageError(f"the text to {what} is empty")
     return text
@@ -132,9 +139,10 @@ def cmd_predict(args):
     if args.attention_png and not args.show_attention:
         raise UsageError("--attention-png acts with --show-attention only")
     args.attention_png = args.attention_png or "attention.png"
-    args.text = text_argument(args.text, "predict from")
-    import_tensorflow()
     from . import predict
+
+    args.text = text_argument(args.text, "predict from", predict.model_mode(args.model_dir))
+    import_tensorflow()
 
     result = predict.predict(predict.load(args.model_dir), [args.text], args.top_k)[0]
     if args.show_attention:

@@ -1,5 +1,6 @@
 """Next-word prediction from an exported SavedModel alone (no training code imported)."""
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,14 @@ def vocabulary(loaded):
     """The words of a loaded model by id, from its own vocabulary asset (whatever the file was called)."""
     path = Path(loaded.vocab.asset_path.numpy().decode())
     return [line.split("\t", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def model_mode(model_dir):
+    """How the model tokenizes (its vocabulary's meta file beside it); ``words`` if that is missing."""
+    try:
+        return json.loads((Path(model_dir) / "vocab.json").read_text(encoding="utf-8"))["mode"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "words"
 
 
 def load(model_dir):

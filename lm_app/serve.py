@@ -1,6 +1,7 @@
 """``serve``: the exported SavedModel behind TensorFlow Serving's REST predict API.
 
-Clients written for TensorFlow Serving work unchanged::
+Clients written for TensorFlow Serving work unchanged (if they send JSON as
+``application/json``)::
 
     POST /v1/models/<name>[/versions/<n>]:predict   {"instances": [...]} or {"inputs": [...]}
     GET  /v1/models/<name>[/versions/<n>]           the model status
@@ -17,19 +18,39 @@ all of them at once (up to ``MAX_BATCH`` texts) as one batch.  An idle server
 therefore answers at once, and a busy one does one model call per round
 instead of one per request; each request gets back exactly its own rows.
 
+Hostile or heavy load: the work of one request is bounded (``--max-instances``
+texts, cut into model calls of at most ``MAX_BATCH``), the queue of texts
+waiting for the model is bounded (503 when full), every request has a deadline
+(504), a body must arrive within ``--body-timeout`` (408) and a connection
+without a request is closed after ``--idle-timeout``.  At ``--max-connections``
+a new connection closes the one that has waited longest without a complete
+request, so clients that trickle their bytes cannot lock normal ones out.
+Requests must name this server in ``Host`` (no DNS rebinding from a web page)
+and POST ``application/json`` (no form or ``text/plain`` POST from a web page).
+
 TensorFlow and aiohttp are imported inside the functions, so ``--help`` stays fast.
 """
 import base64
 import binascii
+import dataclasses
 import json
 import re
 
 from .errors import UsageError
+from .text import has_words
 
 DEFAULT_NAME = "lm"
 DEFAULT_PORT = 8501  # TensorFlow Serving's REST port
 DEFAULT_MAX_BODY = 1 << 20
-MAX_BATCH = 64  # texts per model call when requests are batched together
+MAX_BATCH = 64  # texts per model call: requests are batched together, or cut, to at most this
+DEFAULT_MAX_INSTANCES = 256
+DEFAULT_MAX_QUEUE = 1024  # texts waiting for the model
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_IDLE_TIMEOUT = 15.0  # seconds a connection may wait without a complete request head
+DEFAULT_BODY_TIMEOUT = 10.0  # seconds for the body to arrive once the head has
+DEFAULT_DEADLINE = 30.0  # seconds from the complete body to the answer
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+BACKLOG = 1024  # a burst of connections waits in the kernel, not a second for a SYN retry
 SIGNATURE = "serving_default"
 INPUT = "text"
 SERVED_OUTPUTS = ("words", "probs", "continuation", "log_prob")
@@ -48,6 +69,29 @@ class RequestError(Exception):
         self.status = status
 
 
+def _limit(default, metavar, help):
+    return dataclasses.field(default=default, metadata={"metavar": metavar, "help": help})
+
+
+@dataclasses.dataclass
+class Limits:
+    """What one request, the queue and the connections may take: the ``serve`` flags of the same names."""
+
+    max_body: int = _limit(DEFAULT_MAX_BODY, "BYTES", "larger request bodies are refused with 413")
+    max_instances: int = _limit(DEFAULT_MAX_INSTANCES, "N", "more texts in one request are refused with 400")
+    max_queue: int = _limit(DEFAULT_MAX_QUEUE, "N",
+                            "texts that may wait for the model; more are refused with 503")
+    max_connections: int = _limit(DEFAULT_MAX_CONNECTIONS, "N",
+                                  "open connections; at the limit a new one closes one that has waited "
+                                  "longest without a complete request")
+    idle_timeout: float = _limit(DEFAULT_IDLE_TIMEOUT, "SECONDS",
+                                 "close a connection that has not sent a complete request head in this time")
+    body_timeout: float = _limit(DEFAULT_BODY_TIMEOUT, "SECONDS",
+                                 "answer 408 to a request whose body has not arrived in this time")
+    deadline: float = _limit(DEFAULT_DEADLINE, "SECONDS",
+                             "answer 504 to a request the model has not answered in this time")
+
+
 def port_number(value):
     import argparse
 
@@ -59,14 +103,17 @@ def port_number(value):
 
 def add_parser(sub, model_dir_default="saved_models/lm"):
     """The ``serve`` sub-command (called by ``cli.make_parser``)."""
-    from .cli import positive_int
+    from .cli import positive_float, positive_int
 
     p = sub.add_parser("serve", help="serve the SavedModel over TensorFlow Serving's REST API",
                        description="Serve the exported SavedModel on TensorFlow Serving's REST "
                        "predict API: POST /v1/models/NAME:predict with {\"instances\": [text, "
                        "...]} or {\"inputs\": [...]}; GET /v1/models/NAME for its status and "
                        "/v1/models/NAME/metadata for its signature. Concurrent requests are "
-                       "batched into one model call. Ctrl-C or SIGTERM stops it cleanly.")
+                       "batched into one model call. Requests must name this server in Host "
+                       "(localhost, 127.0.0.1, [::1] or --host, with the port) and POST "
+                       "application/json, so a web page cannot use it. Ctrl-C or SIGTERM stops it "
+                       "cleanly.")
     p.add_argument("--model-dir", default=model_dir_default, help="exported model (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 0.0.0.0 exposes it to the network (default: %(default)s)")
@@ -74,8 +121,11 @@ def add_parser(sub, model_dir_default="saved_models/lm"):
                    help="TCP port, 0 = any free one (default: %(default)s)")
     p.add_argument("--name", default=DEFAULT_NAME,
                    help="model name in the URLs, /v1/models/NAME (default: %(default)s)")
-    p.add_argument("--max-body", type=positive_int, default=DEFAULT_MAX_BODY, metavar="BYTES",
-                   help="larger request bodies are refused with 413 (default: %(default)s)")
+    for limit in dataclasses.fields(Limits):
+        p.add_argument("--" + limit.name.replace("_", "-"), default=limit.default,
+                       type=positive_int if limit.type is int else positive_float,
+                       metavar=limit.metadata["metavar"],
+                       help=f"{limit.metadata['help']} (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
     return p
 
@@ -95,9 +145,27 @@ def cmd_serve(args):
 
         loaded = predict.load_model(args.model_dir)
         model = ServedModel(loaded, args.name, args.model_dir)
-        asyncio.run(serve_forever(model, args.model_dir, sock, args.host, args.max_body))
+        limits = Limits(**{limit.name: getattr(args, limit.name) for limit in dataclasses.fields(Limits)})
+        limits.max_connections = open_files_for(limits.max_connections)
+        asyncio.run(serve_forever(model, args.model_dir, sock, args.host, limits))
     finally:
         sock.close()
+
+
+def open_files_for(connections):
+    """The connection cap the process can hold: raises the soft open-file limit up to the hard one.
+
+    A cap above what the process may open would make ``accept`` fail (and log)
+    instead of closing the oldest waiting connection.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    spare = 64  # the model's files, the listening socket, the log
+    if soft != resource.RLIM_INFINITY and soft < connections + spare:
+        soft = connections + spare if hard == resource.RLIM_INFINITY else min(hard, connections + spare)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return connections if soft == resource.RLIM_INFINITY else max(1, min(connections, soft - spare))
 
 
 def listen(host, port):
@@ -113,7 +181,7 @@ def listen(host, port):
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart at once after a stop
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(BACKLOG)
     except OSError as e:
         sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
@@ -124,18 +192,32 @@ class ServedModel:
     """The loaded signature, its metadata, and a thread-safe batch call."""
 
     def __init__(self, loaded, name, model_dir=None):
+        import tensorflow as tf
+
+        from .predict import model_mode
+
         self.loaded = loaded  # keeps the signature's resources alive
         self.signature = loaded.signatures[SIGNATURE]
         self.name = name
+        self.mode = model_mode(model_dir) if model_dir else "words"
         self.tensor_names = _tensor_names(model_dir) if model_dir else {}
         outputs = self.signature.structured_outputs
         self.outputs = [k for k in SERVED_OUTPUTS if k in outputs]
+        signature, served = self.signature, self.outputs
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def answer(texts):
+            """Only the outputs the answer carries: the graph drops the rest (context, attention)."""
+            out = signature(**{INPUT: texts})
+            return {k: out[k] for k in served}
+
+        self.answer = answer
 
     def __call__(self, texts):
         """One prediction dict per text (run in the worker thread)."""
         import tensorflow as tf
 
-        out = self.signature(**{INPUT: tf.constant(texts, tf.string)})
+        out = self.answer(tf.constant(texts, tf.string))
         columns = {k: out[k].numpy() for k in self.outputs}
         return [{k: _jsonable(columns[k][row]) for k in self.outputs} for row in range(len(texts))]
 
@@ -207,8 +289,27 @@ def _text(value, where):
     raise RequestError(f"{where}: expected a string, got {type(value).__name__}")
 
 
-def parse_request(payload):
-    """The texts of a predict request and whether it is columnar (``inputs``) or row (``instances``)."""
+def parse_body(body):
+    """The JSON of a request body; anything that is not JSON (or is too deep to parse) is a 400."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as e:
+        raise RequestError(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+    except UnicodeDecodeError:
+        raise RequestError("JSON Parse error: the body is not UTF-8") from None
+    except RecursionError:
+        raise RequestError("JSON Parse error: the body is nested too deeply") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise RequestError("JSON Parse error: a number has too many digits") from None
+
+
+def parse_request(payload, max_instances=DEFAULT_MAX_INSTANCES, mode="words"):
+    """The texts of a predict request and whether it is columnar (``inputs``) or row (``instances``).
+
+    Every text must keep a word after the model's normalisation (``mode``), the
+    rule ``predict`` applies too: without one the model would answer from an
+    empty context.
+    """
     if not isinstance(payload, dict):
         raise RequestError("JSON Value: the request body is not an object")
     signature = payload.get("signature_name", SIGNATURE) or SIGNATURE
@@ -217,75 +318,111 @@ def parse_request(payload):
     if "instances" in payload and "inputs" in payload:
         raise RequestError("Not allowed to mix 'instances' and 'inputs' in one request")
     if "instances" in payload:
-        instances = payload["instances"]
-        if not isinstance(instances, list):
+        key, items = "instances", payload["instances"]
+        if not isinstance(items, list):
             raise RequestError("'instances' must be a list")
-        if not instances:
-            raise RequestError("'instances' is empty")
-        texts = []
-        for i, item in enumerate(instances):
-            if isinstance(item, dict) and "b64" not in item:
-                unknown = set(item) - {INPUT}
-                if unknown or INPUT not in item:
-                    raise RequestError(f"instances[{i}]: expected the one input '{INPUT}', got "
-                                       f"{sorted(item) or 'none'}")
-                item = item[INPUT]
-            texts.append(_text(item, f"instances[{i}]"))
-        return texts, False
-    if "inputs" in payload:
-        inputs = payload["inputs"]
-        if isinstance(inputs, dict) and "b64" not in inputs:
-            if set(inputs) != {INPUT}:
+    elif "inputs" in payload:
+        key, items = "inputs", payload["inputs"]
+        if isinstance(items, dict) and "b64" not in items:
+            if set(items) != {INPUT}:
                 raise RequestError(f"'inputs': expected the one input '{INPUT}', got "
-                                   f"{sorted(inputs) or 'none'}")
-            inputs = inputs[INPUT]
-        if not isinstance(inputs, list):
+                                   f"{sorted(items) or 'none'}")
+            items = items[INPUT]
+        if not isinstance(items, list):
             raise RequestError(f"'inputs': input '{INPUT}' has shape [-1]: send a list of strings")
-        if not inputs:
-            raise RequestError("'inputs' is empty")
-        return [_text(item, f"inputs[{i}]") for i, item in enumerate(inputs)], True
-    raise RequestError("Missing 'inputs' or 'instances' key")
+    else:
+        raise RequestError("Missing 'inputs' or 'instances' key")
+    if not items:
+        raise RequestError(f"'{key}' is empty")
+    if len(items) > max_instances:
+        raise RequestError(f"'{key}' holds {len(items)} texts, over the limit of {max_instances} "
+                           "per request (--max-instances): send them in several requests")
+    texts = []
+    for i, item in enumerate(items):
+        where = f"{key}[{i}]"
+        if key == "instances" and isinstance(item, dict) and "b64" not in item:
+            if set(item) != {INPUT}:
+                raise RequestError(f"{where}: expected the one input '{INPUT}', got {sorted(item) or 'none'}")
+            item = item[INPUT]
+        texts.append(_text(item, where))
+        if not has_words(texts[-1].decode("utf-8", errors="replace"), mode):
+            raise RequestError(f"{where}: no words are left after normalisation")
+    return texts, key == "inputs"
 
 
 class Batcher:
-    """Runs the model in one worker thread; requests queued meanwhile share the next call."""
+    """Runs the model in one worker thread; requests queued meanwhile share the next call.
 
-    def __init__(self, model, max_batch=MAX_BATCH):
+    A request of more than ``max_batch`` texts is cut into parts of at most
+    ``max_batch``, so no model call is bigger than that whatever arrives.
+    """
+
+    def __init__(self, model, max_batch=MAX_BATCH, max_queue=DEFAULT_MAX_QUEUE, deadline=DEFAULT_DEADLINE):
         import asyncio
         from concurrent.futures import ThreadPoolExecutor
 
         self.model = model
         self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.deadline = deadline
         self.queue = asyncio.Queue()
+        self.waiting = 0  # texts queued, not yet taken by a model call
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self.requests = self.texts = self.calls = 0  # reported at shutdown
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def predict(self, texts):
+        """The rows of ``texts``; 503 when the queue is full, 504 past the deadline."""
         import asyncio
 
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, future))
-        return await future
+        if self.waiting + len(texts) > self.max_queue:
+            raise RequestError(f"the server is busy: {self.waiting} texts are waiting for the model "
+                               f"(at most {self.max_queue}); try again later", 503)
+        loop = asyncio.get_running_loop()
+        parts = []
+        for start in range(0, len(texts), self.max_batch):
+            part = texts[start:start + self.max_batch]
+            parts.append(loop.create_future())
+            self.queue.put_nowait((part, parts[-1]))
+            self.waiting += len(part)
+        self.requests += 1
+        try:
+            async with asyncio.timeout(self.deadline):
+                rows = await asyncio.gather(*parts)
+        except TimeoutError:
+            raise RequestError(f"the model did not answer within the deadline of {self.deadline:g} s",
+                               504) from None
+        finally:
+            for future in parts:  # the parts not run yet are skipped
+                future.cancel()
+        return [row for part in rows for row in part]
+
+    def _next_batch(self, first):
+        """The jobs of the next call, starting with ``first``, and the job left over for the one after."""
+        jobs, count = [first], len(first[0])
+        while not self.queue.empty():
+            job = self.queue.get_nowait()
+            if job is None or count + len(job[0]) > self.max_batch:
+                return jobs, job
+            jobs.append(job)
+            count += len(job[0])
+        return jobs, ()
 
     async def _run(self):
         import asyncio
 
         loop = asyncio.get_running_loop()
+        left = ()
         while True:
-            job = await self.queue.get()
+            job = left if left != () else await self.queue.get()
             if job is None:
                 return
-            jobs, count = [job], len(job[0])
-            while count < self.max_batch and not self.queue.empty():
-                job = self.queue.get_nowait()
-                if job is None:  # stop after this batch
-                    self.queue.put_nowait(None)
-                    break
-                jobs.append(job)
-                count += len(job[0])
+            jobs, left = self._next_batch(job)
+            self.waiting -= sum(len(texts) for texts, _ in jobs)
+            jobs = [job for job in jobs if not job[1].done()]  # done: past its deadline, or the client left
+            if not jobs:
+                continue
             texts = [t for job_texts, _ in jobs for t in job_texts]
-            self.requests += len(jobs)
             self.texts += len(texts)
             self.calls += 1
             try:
@@ -297,7 +434,7 @@ class Batcher:
                 continue
             start = 0
             for job_texts, future in jobs:
-                if not future.done():  # done = the client went away
+                if not future.done():
                     future.set_result(rows[start:start + len(job_texts)])
                 start += len(job_texts)
 
@@ -307,9 +444,136 @@ class Batcher:
         self.executor.shutdown(wait=True)
 
 
-def make_app(model, max_body=DEFAULT_MAX_BODY):
+class Connections:
+    """The open connections, at most ``limit``, each in the order it began to wait.
+
+    At the limit a new connection closes the one that has waited longest for
+    its first complete request (a slow client, or one that sends nothing);
+    failing that, the one idle longest since its last answer.  Only when every
+    connection has a request in the works is the new one refused, with a 503.
+    Slow clients thus cannot lock normal ones out, and a normal client's
+    kept-alive connection is the last to go.
+    """
+
+    def __init__(self, limit):
+        import collections
+
+        # OrderedDict: a plain dict's first key costs a scan over the keys deleted before it.
+        self.limit = limit
+        self.fresh = collections.OrderedDict()  # transport -> None, oldest first: no complete request yet
+        self.idle = collections.OrderedDict()  # transport -> None, oldest first: answered, waiting again
+        self.working = set()
+
+    def admit(self, transport):
+        if len(self.fresh) + len(self.idle) + len(self.working) >= self.limit:
+            waiting = self.fresh or self.idle
+            if not waiting:
+                return False
+            oldest = next(iter(waiting))
+            self.forget(oldest)
+            oldest.abort()
+        self.fresh[transport] = None
+        return True
+
+    def forget(self, transport):
+        self.fresh.pop(transport, None)
+        self.idle.pop(transport, None)
+        self.working.discard(transport)
+
+    def start_work(self, transport):
+        """The request on ``transport`` is complete: it may no longer be closed to make room."""
+        if transport in self.fresh or transport in self.idle:
+            self.forget(transport)
+            self.working.add(transport)
+
+    def end_work(self, transport):
+        if transport in self.working:
+            self.working.discard(transport)
+            self.idle[transport] = None
+
+
+BUSY = json.dumps({"error": "the server has too many connections; try again later"}).encode()
+BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(BUSY), BUSY))
+
+
+def counted(protocol_factory, connections):
+    """``protocol_factory`` (aiohttp's) behind ``connections``: admitted or answered 503 and closed."""
+    import asyncio
+
+    class Counted(asyncio.Protocol):
+        def __init__(self):
+            self.inner = None
+            self.transport = None
+
+        def connection_made(self, transport):
+            self.transport = transport
+            if not connections.admit(transport):
+                transport.write(BUSY_RESPONSE)
+                transport.close()
+                return
+            self.inner = protocol_factory()
+            self.inner.connection_made(transport)
+
+        def data_received(self, data):
+            if self.inner is not None:
+                self.inner.data_received(data)
+
+        def eof_received(self):
+            return self.inner.eof_received() if self.inner is not None else None
+
+        def connection_lost(self, exc):
+            connections.forget(self.transport)
+            if self.inner is not None:
+                self.inner.connection_lost(exc)
+
+        def pause_writing(self):
+            if self.inner is not None:
+                self.inner.pause_writing()
+
+        def resume_writing(self):
+            if self.inner is not None:
+                self.inner.resume_writing()
+
+    return Counted
+
+
+def host_names(host, port):
+    """The ``Host`` values a request may carry, or None (any) when listening on every address.
+
+    A web page can make a browser send requests to localhost under its own
+    domain name (DNS rebinding); such a request names that domain in ``Host``.
+    """
+    if host in ("0.0.0.0", "::", ""):
+        return None
+    bound = f"[{host}]" if ":" in host else host
+    names = {name.lower() for name in (*LOOPBACK_NAMES, bound)}
+    return {f"{name}:{port}" for name in names} | (names if port == 80 else set())
+
+
+def check_host(request, hosts):
+    """Refuse a request for another name than this server's: what a DNS-rebinding page sends."""
+    host = request.headers.get("Host", "")  # not request.host: without the header that asks the DNS
+    if hosts is not None and host.lower() not in hosts:
+        raise RequestError(f"Host {host!r} is not this server's address; use one of "
+                           f"{', '.join(sorted(hosts))}")
+
+
+def check_json(request):
+    """Refuse a POST a web page can send without asking (a form, ``text/plain``, no type)."""
+    if request.content_type != "application/json":
+        raise RequestError("Content-Type must be application/json, not "
+                           f"{request.headers.get('Content-Type', 'none')!r}", 415)
+
+
+def make_app(model, limits=None, hosts=None, connections=None):
     """The aiohttp application (no sockets yet; ``serve_forever`` binds it)."""
+    import asyncio
+
     from aiohttp import web
+
+    limits = limits or Limits()
+    connections = connections or Connections(limits.max_connections)
 
     @web.middleware
     async def errors_as_json(request, handler):
@@ -317,17 +581,29 @@ def make_app(model, max_body=DEFAULT_MAX_BODY):
         try:
             return await handler(request)
         except RequestError as e:
-            return web.json_response({"error": str(e)}, status=e.status)
+            response = web.json_response({"error": str(e)}, status=e.status)
+            if e.status == 408:
+                response.force_close()  # the rest of the body may still come
+            return response
         except web.HTTPException as e:
             if e.status < 400:
                 raise
             message = e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
             return web.json_response({"error": message}, status=e.status, headers=_allow(e))
         except Exception as e:
-            request.app.logger.exception("predict failed")
-            return web.json_response({"error": f"{type(e).__name__}: {e}"}, status=500)
+            if isinstance(e, ConnectionError) or request.transport is None:
+                # The client went away, or was closed for room (aiohttp then says "Connection
+                # closed."): nothing to log, nobody to answer.
+                return web.Response(status=400)
+            # The model failed: one line here, no graph details to the client.
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            request.app.logger.error("predict failed: %s: %s", type(e).__name__, first[:300])
+            return web.json_response({"error": "the model failed on this request"}, status=500)
+        finally:
+            connections.end_work(request.transport)
 
     def resolve(request):
+        check_host(request, hosts)
         match = ROUTE.match(request.path)
         if not match:
             raise RequestError(f"Malformed request: {request.method} {request.path}", 404)
@@ -355,27 +631,31 @@ def make_app(model, max_body=DEFAULT_MAX_BODY):
             if match["verb"] in (":classify", ":regress"):
                 raise RequestError(f"this model has only the predict signature, not {match['verb'][1:]}")
             raise RequestError(f"Malformed request: POST {request.path}", 404)
-        if request.content_length is not None and request.content_length > max_body:
+        check_json(request)
+        if request.content_length is not None and request.content_length > limits.max_body:
             raise RequestError(f"request body of {request.content_length} bytes is over the "
-                               f"limit of {max_body} bytes", 413)
+                               f"limit of {limits.max_body} bytes", 413)
         try:
-            body = await request.read()  # aiohttp stops a chunked body at client_max_size
+            async with asyncio.timeout(limits.body_timeout):
+                body = await request.read()  # aiohttp stops a chunked body at client_max_size
         except web.HTTPRequestEntityTooLarge:
-            raise RequestError(f"request body is over the limit of {max_body} bytes", 413) from None
-        try:
-            payload = json.loads(body)
-        except json.JSONDecodeError as e:
-            raise RequestError(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
-        except UnicodeDecodeError:
-            raise RequestError("JSON Parse error: the body is not UTF-8") from None
-        texts, columnar = parse_request(payload)
+            raise RequestError(f"request body is over the limit of {limits.max_body} bytes", 413) from None
+        except TimeoutError:
+            raise RequestError(f"the request body did not arrive within {limits.body_timeout:g} s",
+                               408) from None
+        except web.RequestPayloadError as e:  # a bad chunk or content encoding
+            cause = e.__cause__ or e
+            raise RequestError("the request body cannot be read: "
+                               f"{getattr(cause, 'message', '') or type(cause).__name__}") from None
+        connections.start_work(request.transport)
+        texts, columnar = parse_request(parse_body(body), limits.max_instances, model.mode)
         rows = await request.app["batcher"].predict(texts)
         if columnar:
             return web.json_response({"outputs": {k: [row[k] for row in rows] for k in model.outputs}})
         return web.json_response({"predictions": rows})
 
     async def start_batcher(app):
-        app["batcher"] = Batcher(model)
+        app["batcher"] = Batcher(model, MAX_BATCH, limits.max_queue, limits.deadline)
 
     async def stop_batcher(app):
         batcher = app["batcher"]
@@ -383,7 +663,7 @@ def make_app(model, max_body=DEFAULT_MAX_BODY):
         print(f"served {batcher.requests} request(s), {batcher.texts} text(s), in {batcher.calls} "
               "model call(s)", flush=True)
 
-    app = web.Application(client_max_size=max_body, middlewares=[errors_as_json])
+    app = web.Application(client_max_size=limits.max_body, middlewares=[errors_as_json])
     app.router.add_get("/{path:.*}", handle_get)
     app.router.add_post("/{path:.*}", handle_post)
     app.on_startup.append(start_batcher)
@@ -396,25 +676,52 @@ def _allow(e):
     return {"Allow": allow} if allow else None
 
 
-async def serve_forever(model, model_dir, sock, host, max_body=DEFAULT_MAX_BODY):
+def quiet_client_errors(record):
+    """A filter of aiohttp's log: nothing for a client's malformed request (it had its 400), one line
+    for anything else, never a traceback."""
+    from aiohttp import web
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is None:
+        return True
+    if isinstance(exc, (HttpProcessingError, web.RequestPayloadError, ConnectionError)):
+        return False
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {first[:300]}", ()
+    record.exc_info = record.exc_text = None
+    return True
+
+
+async def serve_forever(model, model_dir, sock, host, limits=None):
     """Serve on ``sock`` until SIGINT or SIGTERM, then finish the requests in flight and return."""
     import asyncio
+    import logging
     import signal
 
     from aiohttp import web
 
-    runner = web.AppRunner(make_app(model, max_body), access_log=None)
+    limits = limits or Limits()
+    logging.getLogger("aiohttp.server").addFilter(quiet_client_errors)
+    port = sock.getsockname()[1]
+    connections = Connections(limits.max_connections)
+    app = make_app(model, limits, host_names(host, port), connections)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout,
+                           shutdown_timeout=10.0)
     await runner.setup()
+    server = None
     try:
-        await web.SockSite(runner, sock, shutdown_timeout=10.0).start()
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        server = await loop.create_server(counted(runner.server, connections), sock=sock,
+                                      backlog=BACKLOG)
+        stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         shown = f"[{host}]" if ":" in host else host
-        print(f'serving {model_dir} as "{model.name}" on http://{shown}:{sock.getsockname()[1]}',
-              flush=True)
+        print(f'serving {model_dir} as "{model.name}" on http://{shown}:{port}', flush=True)
         await stop.wait()
         print("stopping: finishing the requests in flight", flush=True)
     finally:
+        if server is not None:
+            server.close()  # no new connections; the open ones finish below
         await runner.cleanup()

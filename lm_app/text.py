@@ -49,6 +49,11 @@ def tokenize(text, mode="words"):
     return [w for w in cleaned.split(" ") if w and not w.startswith("-")]
 
 
+def has_words(text, mode="words"):
+    """Whether ``text`` keeps a token under ``mode``: a prompt without one gives the model no context."""
+    return any(token != EOS for token in tokenize(text, mode))
+
+
 # The words rule on UTF-8 bytes, derived from DELETE_PATTERN: every byte of a non-ASCII
 # character is >= 0x80 (outside the kept set), so deleting the bytes the pattern deletes
 # deletes exactly the characters it deletes.  The newline becomes a space instead.

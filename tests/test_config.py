@@ -103,7 +103,7 @@ def test_a_window_run_keeps_its_rate_unless_told_to_decay(tmp_path):
     from lm_app.corpus import build_vocabulary
     from lm_app.train import train
 
-    glob = str(cycle_corpus(tmp_path / "c", repeats=8) / "*.txt")
+    glob = str(cycle_corpus(tmp_path / "c", repeats=20) / "*.txt")
     build_vocabulary(glob, min_count=0).save(tmp_path / "vocab.txt")
     rates = {}
     for name, extra in (("default", {}), ("decay", {"lr_decay": 2.0})):

@@ -11,8 +11,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
+
+from lm_app.serve import Batcher, Connections, RequestError, host_names, parse_body, parse_request
 
 from tests.conftest import ROOT, assert_usage_error, run_cli, tiny_corpus, train_cli
 
@@ -72,7 +75,10 @@ class Server:
             conn.close()
 
     def predict(self, payload, path="/v1/models/lm:predict"):
-        return self.request("POST", path, payload, {"Content-Type": "application/json"})
+        return self.predict_with(payload, {"Content-Type": "application/json"}, path)
+
+    def predict_with(self, payload, headers, path="/v1/models/lm:predict"):
+        return self.request("POST", path, payload, headers)
 
     def stop(self):
         """SIGTERM, then the exit code and everything it wrote."""
@@ -84,13 +90,22 @@ class Server:
         return code, rest, self.read_stderr()
 
 
-@pytest.fixture(scope="module")
-def server(model_dir):
-    server = Server(model_dir, "--max-body", MAX_BODY)
+def running(server):
     yield server
     if server.proc.poll() is None:
         server.proc.kill()
         server.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    yield from running(Server(model_dir, "--max-body", MAX_BODY))
+
+
+@pytest.fixture(scope="module")
+def strict(model_dir):
+    """A server with tiny limits, to see each of them act."""
+    yield from running(Server(model_dir, "--max-connections", 4, "--body-timeout", 1, "--idle-timeout", 1))
 
 
 def top_words(row):
@@ -218,11 +233,13 @@ def test_sigterm_stops_the_server_cleanly(model_dir):
     server = Server(model_dir, "--name", "other")
     assert server.name == "other"
     assert server.predict({"instances": ["the"]}, "/v1/models/other:predict")[0] == 200
+    # 100 texts are cut into model calls of at most 64 (MAX_BATCH).
+    assert server.predict({"instances": ["the cat"] * 100}, "/v1/models/other:predict")[0] == 200
     code, stdout, stderr = server.stop()
     assert code in (0, -signal.SIGTERM), stderr
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
     assert stdout[-2].startswith("stopping")
-    assert stdout[-1] == "served 1 request(s), 1 text(s), in 1 model call(s)"
+    assert stdout[-1] == "served 2 request(s), 101 text(s), in 3 model call(s)"
 
 
 def test_startup_errors_are_one_line(model_dir, tmp_path):
@@ -239,3 +256,273 @@ def test_startup_errors_are_one_line(model_dir, tmp_path):
         assert_usage_error(run_cli("serve", "--model-dir", model_dir, "--port", port),
                            f"cannot listen on 127.0.0.1:{port}")
     assert_usage_error(run_cli("serve", "--model-dir", model_dir, "--name", "a/b"), "--name")
+
+
+# Request parsing and the batcher, in-process: the rules the server applies before and around the model.
+
+def refusal(call, *args):
+    with pytest.raises(RequestError) as caught:
+        call(*args)
+    return caught.value.status, str(caught.value)
+
+
+def test_more_instances_than_the_limit_are_refused():
+    texts, _ = parse_request({"instances": ["the cat"] * 256})
+    assert len(texts) == 256
+    for payload in ({"instances": ["the cat"] * 257}, {"inputs": {"text": ["the cat"] * 257}}):
+        status, message = refusal(parse_request, payload)
+        assert status == 400 and "257" in message and "--max-instances" in message
+    assert refusal(parse_request, {"instances": ["a", "b", "c"]}, 2)[0] == 400
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"instances": [' * 50_000, b"1" * 5000,
+                                  b'{"instances": [' + b"9" * 10_000 + b"]}", b"\xff\xfe", b"{]"])
+def test_hostile_json_is_a_400(body):
+    status, message = refusal(parse_body, body)
+    assert status == 400 and message.startswith("JSON Parse error")
+
+
+def test_text_without_words_is_refused():
+    for text in ("日本語", "", " 42 !", "--"):
+        status, message = refusal(parse_request, {"instances": ["the cat", text]})
+        assert status == 400 and message == "instances[1]: no words are left after normalisation"
+    assert parse_request({"instances": ["日本語"]}, 256, "pretokenized")[0] == ["日本語".encode()]
+    assert refusal(parse_request, {"instances": [" \n "]}, 256, "pretokenized")[0] == 400
+
+
+class CountingModel:
+    """A stand-in for the served model: each row names its text; ``gate`` can hold every call."""
+
+    def __init__(self):
+        self.calls = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, texts):
+        self.gate.wait()
+        self.calls.append(len(texts))
+        return [{"text": t} for t in texts]
+
+
+def with_batcher(body, **kwargs):
+    """Run ``body(batcher, model)`` on an event loop, then close the batcher."""
+    import asyncio
+
+    model = CountingModel()
+
+    async def main():
+        batcher = Batcher(model, **kwargs)
+        try:
+            return await body(batcher, model)
+        finally:
+            model.gate.set()
+            await batcher.close()
+
+    return asyncio.run(main()), model
+
+
+def test_big_requests_are_cut_into_calls_of_the_batch_size():
+    import asyncio
+
+    async def body(batcher, model):
+        requests = [[f"r{r} t{i}".encode() for i in range(n)] for r, n in enumerate([150, 3, 64, 1])]
+        answers = await asyncio.gather(*(batcher.predict(texts) for texts in requests))
+        for texts, rows in zip(requests, answers):
+            assert [row["text"] for row in rows] == texts
+        return sum(map(len, requests))
+
+    total, model = with_batcher(body, max_batch=64)
+    assert max(model.calls) <= 64 and sum(model.calls) == total
+
+
+def test_a_full_queue_is_a_503_and_a_late_answer_a_504():
+    import asyncio
+
+    async def body(batcher, model):
+        model.gate.clear()  # the model is stuck on the first request
+        first = asyncio.ensure_future(batcher.predict([b"a"] * 4))
+        await asyncio.sleep(0.1)  # the worker takes it and waits for the model
+        waiting = asyncio.ensure_future(batcher.predict([b"b"] * 8))
+        await asyncio.sleep(0)
+        with pytest.raises(RequestError) as full:
+            await batcher.predict([b"c"] * 8)  # 8 + 8 texts waiting > 12
+        late = await asyncio.gather(first, waiting, return_exceptions=True)
+        return full.value, late
+
+    (full, late), model = with_batcher(body, max_batch=4, max_queue=12, deadline=0.5)
+    assert full.status == 503 and "busy" in str(full)
+    assert all(isinstance(e, RequestError) and e.status == 504 for e in late), late
+    assert model.calls == [4]  # the request past its deadline was never run
+
+
+def test_connections_at_the_limit_close_the_longest_waiting_one():
+    class Transport:
+        aborted = False
+
+        def abort(self):
+            self.aborted = True
+
+    connections = Connections(3)
+    kept, first, second, third, fourth, fifth = (Transport() for _ in range(6))
+    assert connections.admit(kept) and connections.admit(first) and connections.admit(second)
+    connections.start_work(kept)
+    connections.end_work(kept)  # answered: idle, kept alive, the oldest of all
+    connections.start_work(first)  # first has a complete request: it is not closed for room
+    assert connections.admit(third)
+    assert second.aborted and not first.aborted and not kept.aborted  # the longest without a request
+    connections.start_work(third)
+    assert connections.admit(fourth)  # nobody left without a request: the longest idle goes
+    assert kept.aborted
+    connections.start_work(fourth)
+    assert not connections.admit(fifth)  # every connection is working: the new one is refused
+    connections.end_work(first)
+    assert connections.admit(fifth) and first.aborted and not third.aborted
+
+
+def test_host_names_of_a_loopback_server():
+    assert host_names("127.0.0.1", 8501) == {"localhost:8501", "127.0.0.1:8501", "[::1]:8501"}
+    assert "[::1]:80" in host_names("::1", 80) and "localhost" in host_names("::1", 80)
+    assert "lm.example:9000" in host_names("LM.example", 9000)
+    assert host_names("0.0.0.0", 8501) is None  # on every address: no name to check against
+
+
+# The same rules over real HTTP.
+
+def test_the_instance_limit_and_hostile_bodies_over_http(server):
+    status, answer = server.predict({"instances": ["the cat"] * 257})
+    assert status == 400 and "--max-instances" in answer["error"], answer
+    for body in (b"[" * 60_000, b'{"instances": [' + b"9" * 10_000 + b"]}", b'{"instances": [1e999999]}',
+                 b'{"instances": ["\\ud800"]}', '{"instances": ["日本語"]}'.encode()):
+        status, answer = server.predict(body)
+        assert status == 400 and list(answer) == ["error"], (body[:40], answer)
+    status, answer = server.predict({"instances": ["the cat"] * 256})
+    assert status == 200 and len(answer["predictions"]) == 256
+    assert "Traceback" not in server.read_stderr()
+
+
+def raw_request(port, request):
+    """The server's whole answer to bytes sent as they are, on a connection it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_unreadable_bodies_are_a_400_and_not_logged(server):
+    head = (b"POST /v1/models/lm:predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n" % server.port)
+    bad_gzip = b"Content-Encoding: gzip\r\nContent-Length: 10\r\n\r\n0123456789"
+    answer = raw_request(server.port, head + bad_gzip)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b'{"error": "the request body cannot be read' in answer
+    for framing in (b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",  # aiohttp's own 400s
+                    b"Content-Encoding: br\r\nContent-Length: 10\r\n\r\n0123456789"):
+        assert raw_request(server.port, head + framing).split(b" ")[1] == b"400"
+    assert server.predict({"instances": ["the"]})[0] == 200
+    assert "Traceback" not in server.read_stderr() and "Error" not in server.read_stderr()
+
+
+def test_requests_from_a_web_page_are_refused(server):
+    good = {"Content-Type": "application/json"}
+    for host in ("localhost", "127.0.0.1", "[::1]"):
+        status, _ = server.predict_with({"instances": ["the"]}, {**good, "Host": f"{host}:{server.port}"})
+        assert status == 200, host
+    with_charset = {"Content-Type": "application/json; charset=utf-8"}
+    assert server.predict_with({"instances": ["the"]}, with_charset)[0] == 200
+    for host in ("evil.example:%d" % server.port, "localhost", "localhost:1"):  # DNS rebinding
+        status, answer = server.predict_with({"instances": ["the"]}, {**good, "Host": host})
+        assert status == 400 and "Host" in answer["error"], (host, answer)
+    status, answer = server.request("GET", "/v1/models/lm", headers={"Host": "evil.example"})
+    assert status == 400, answer
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        status, answer = server.predict_with({"instances": ["the"]}, {"Content-Type": kind} if kind else {})
+        assert status == 415 and "application/json" in answer["error"], (kind, answer)
+
+
+def slow_client(port, body_bytes=b'{"instances": ['):
+    """A socket that sent a whole request head and the start of a longer body, then stalls."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"POST /v1/models/lm:predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n%s" % (port, body_bytes))
+    return sock
+
+
+def closed_by_server(sock):
+    """Whether the server closed ``sock`` (an answer before closing counts too), waiting at most 30 s."""
+    sock.settimeout(30)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def test_two_thousand_slow_clients_do_not_lock_out_a_normal_one(server):
+    slow = []
+    try:
+        for _ in range(2000):
+            slow.append(slow_client(server.port))
+        status, answer = server.predict({"instances": ["the dog ran to the"]})
+        assert status == 200, answer
+    finally:
+        for sock in slow:
+            sock.close()
+    assert server.predict({"instances": ["the"]})[0] == 200
+    assert server.read_stderr() == ""  # closing them for room is routine, not an error to log
+
+
+def test_slow_and_idle_connections_are_closed(strict):
+    slow = [slow_client(strict.port) for _ in range(4)]  # as many as --max-connections
+    status, answer = strict.predict({"instances": ["the dog ran to the"]})
+    assert status == 200, answer
+    assert closed_by_server(slow[0])  # the longest waiting made room
+    # The others get a 408 once --body-timeout has passed.
+    slow[1].settimeout(30)
+    head = slow[1].recv(65536)
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    assert b"did not arrive within 1 s" in head
+    idle = socket.create_connection(("127.0.0.1", strict.port))
+    idle.sendall(b"POST /v1/models/lm:predict HTTP/1.1\r\nHost: 127")  # half a head, then nothing
+    assert closed_by_server(idle)
+    for sock in slow + [idle]:
+        sock.close()
+    assert "Traceback" not in strict.read_stderr()
+
+
+def test_a_model_error_is_a_short_500():
+    """The client hears that the model failed, never TensorFlow's node names and shapes."""
+    import asyncio
+
+    from aiohttp import ClientSession
+    from aiohttp.test_utils import TestServer
+
+    from lm_app.serve import make_app
+
+    class FailingModel:
+        name, mode, outputs = "lm", "words", ["words"]
+
+        def __call__(self, texts):
+            raise ValueError("{{node model/gru/MatMul}} Matrix size-incompatible: In[0]: [3,8], "
+                             "In[1]: [16,48]")
+
+    async def main():
+        async with TestServer(make_app(FailingModel()), host="127.0.0.1") as test_server:
+            async with ClientSession() as session:
+                async with session.post(test_server.make_url("/v1/models/lm:predict"),
+                                        json={"instances": ["the cat"]}) as response:
+                    return response.status, await response.json()
+
+    status, answer = asyncio.run(main())
+    assert status == 500 and answer == {"error": "the model failed on this request"}
+
+
+def test_predict_and_the_server_refuse_text_without_words_alike(server, model_dir):
+    """One rule: no word left after normalisation is refused, whether the text was empty or not."""
+    for text in ("日本語", "", "  42 !"):
+        assert_usage_error(run_cli("predict", "--model-dir", model_dir, text),
+                           "the text to predict from has no words: it is empty after normalisation")
+        status, answer = server.predict({"instances": [text]})
+        assert status == 400 and "no words" in answer["error"], answer
+    assert run_cli("predict", "--model-dir", model_dir, "日本語 the").returncode == 0
