@@ -5,7 +5,6 @@ TensorFlow is imported only by the commands that need it, so ``--help`` and
 ``build-dict`` start at once.
 """
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import time
 
 from . import serve, tflite  # their parsers only; they load TensorFlow and aiohttp when run
 from .errors import UsageError
+from .process import import_tensorflow, non_negative_int, positive_int
 from .text import has_words
 
 PROG = "lm_app"
@@ -22,44 +22,6 @@ PROG = "lm_app"
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(value):
-    n = int(value)
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return n
-
-
-def non_negative_int(value):
-    n = int(value)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return n
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """Hide what TensorFlow's C++ side prints while it loads (it ignores TF_CPP_MIN_LOG_LEVEL then)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def import_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with quiet_stderr():
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-        import keras  # noqa: F401
-    return tf
 
 
 class ByteProgress:

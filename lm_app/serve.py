@@ -103,7 +103,7 @@ def port_number(value):
 
 def add_parser(sub, model_dir_default="saved_models/lm"):
     """The ``serve`` sub-command (called by ``cli.make_parser``)."""
-    from .cli import positive_float, positive_int
+    from .process import positive_float, positive_int
 
     p = sub.add_parser("serve", help="serve the SavedModel over TensorFlow Serving's REST API",
                        description="Serve the exported SavedModel on TensorFlow Serving's REST "
@@ -136,7 +136,7 @@ def cmd_serve(args):
     # Take the port first: a port in use fails at once, not after seconds of model loading.
     sock = listen(args.host, args.port)
     try:
-        from .cli import import_tensorflow
+        from .process import import_tensorflow
 
         import_tensorflow()
         import asyncio

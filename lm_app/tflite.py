@@ -41,7 +41,7 @@ def add_parser(sub, model_dir_default="saved_models/lm"):
 
 
 def cmd_export(args):
-    from .cli import import_tensorflow
+    from .process import import_tensorflow
 
     check_supported(args.model_dir)  # refuse at once, before TensorFlow loads
     import_tensorflow()
@@ -116,7 +116,7 @@ def _convert(concrete):
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from .cli import quiet_stderr
+    from .process import quiet_stderr
 
     # Frozen here, not by the converter: its own freezing left READ_VARIABLE ops in the
     # attention model, which then fail (or give NaN) when the interpreter runs.
@@ -147,7 +147,7 @@ def run_tflite(content, ids):
     """Probabilities from a TFLite interpreter for ``ids`` [1, window] (for checks and tests)."""
     import numpy as np
 
-    from .cli import quiet_stderr
+    from .process import quiet_stderr
 
     with quiet_stderr():  # the interpreter's C++ side logs its delegate
         runner = interpreter(content).get_signature_runner()

@@ -1,7 +1,7 @@
 """``python -m lm_app.native``: build the native kernels now (``make install`` does); exit 1 if they cannot be."""
 import sys
 
-from ..cli import import_tensorflow
+from ..process import import_tensorflow
 from . import compiler, library_path, ops
 
 import_tensorflow()  # quietly: TensorFlow's C++ start-up lines are not this command's output

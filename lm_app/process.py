@@ -1,0 +1,55 @@
+"""Process-level helpers shared by the command line and the commands' own modules.
+
+It imports nothing of lm_app, so ``serve`` and ``tflite`` can declare their
+arguments and load TensorFlow quietly without importing ``cli`` (which
+imports them).
+"""
+import argparse
+import contextlib
+import os
+import sys
+
+
+def positive_int(value):
+    n = int(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return n
+
+
+def non_negative_int(value):
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return n
+
+
+def positive_float(value):
+    x = float(value)
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return x
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Hide what TensorFlow's C++ side prints while it loads (it ignores TF_CPP_MIN_LOG_LEVEL then)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        import keras  # noqa: F401
+    return tf
