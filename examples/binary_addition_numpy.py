@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from lm_app.atomic import atomic_path  # noqa: E402
 from lm_app.numpy_reference import rnn_backward, rnn_forward, sigmoid  # noqa: E402
+from lm_app.plot import pyplot, save_png  # noqa: E402
 
 BITS = 8
 LARGEST = 2 ** BITS
@@ -94,21 +94,14 @@ def train(iterations=10000, seed=0, learning_rate=0.1, hidden=16, report=print):
 
 def plot(losses, path, every=100):
     """PNG of the loss, averaged over each ``every`` iterations, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     means = losses[:len(losses) // every * every].reshape(-1, every).mean(axis=1)
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(np.arange(1, len(means) + 1) * every, means)
     ax.set(xlabel="iteration", ylabel=f"squared error (mean of {every})",
            title="binary addition, NumPy RNN with hand-written BPTT")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def main(argv=None):

@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from lm_app.atomic import atomic_path  # noqa: E402
 from lm_app.numpy_reference import rnn_backward, rnn_forward  # noqa: E402
+from lm_app.plot import free_run_png  # noqa: E402
 
 STEP = 0.3  # radians between samples: about 21 samples per period
 PERIOD = int(round(2 * np.pi / STEP))
@@ -104,24 +104,7 @@ def free_run(weights, seed_window, steps=200):
 
 def plot(observed, predicted, truth, path):
     """PNG of the data's tail, the free run and the true wave, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    tail = observed[-100:]
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(np.arange(-len(tail), 0), tail, ".", markersize=3, label="noisy data (end)")
-    ax.plot(truth, label="true sine", linewidth=2)
-    ax.plot(predicted, "--", label="free-running prediction")
-    ax.set(xlabel="steps after the data", ylabel="value",
-           title=f"NumPy RNN fed its own predictions (MAE {np.mean(np.abs(predicted - truth)):.4f})")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    free_run_png(path, predicted, truth, "NumPy RNN fed its own predictions", observed[-100:])
 
 
 def main(argv=None):

@@ -30,8 +30,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lm_app.atomic import atomic_path  # noqa: E402
 from lm_app.models import make_cell  # noqa: E402
+from lm_app.plot import pyplot, save_png  # noqa: E402
 
 ARCHS = ("rnn", "lstm", "gru")
 SIGMOID_DERIVATIVE_MAX = 0.25  # sigmoid'(a) = s (1 - s) peaks at s = 1/2
@@ -91,11 +91,7 @@ def table(norms, every=10):
 
 def plot(norms, path):
     """PNG of the norms against k on a log scale, with the 0.25^k bound, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     for arch, values in norms.items():
         ax.semilogy(np.arange(1, len(values) + 1), values, label=arch)
@@ -105,10 +101,7 @@ def plot(norms, path):
            title="how far back the error reaches, at initialisation")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def main(argv=None):
