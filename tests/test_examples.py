@@ -1,4 +1,4 @@
-"""The notes' two exercises, rebuilt on our cells, at a size that trains in seconds."""
+"""The notes' programs: in NumPy as written there, rebuilt on our cells, and the vanishing gradient shown."""
 import importlib.util
 import re
 
@@ -44,6 +44,7 @@ def test_sine_wave_runs_free_for_200_steps(tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["sine.png"]  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_binary_addition_numpy_is_exact_on_every_pair():
     """The notes' own NumPy program, at its own 10,000 iterations: every sum right (seeds 0-11 all are)."""
     ba = _example("binary_addition_numpy")
@@ -76,6 +77,7 @@ def test_binary_addition_numpy_command_line(tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["loss.png"]  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_sine_wave_numpy_runs_free_for_200_steps(tmp_path, capsys):
     sw = _example("sine_wave_numpy")
     out = tmp_path / "sine.png"
@@ -92,6 +94,7 @@ def test_sine_wave_numpy_runs_free_for_200_steps(tmp_path, capsys):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_sine_wave_numpy_keeps_oscillating():
     """The free run neither dies out nor blows up: the failure a 2-value window risks."""
     sw = _example("sine_wave_numpy")
