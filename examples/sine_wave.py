@@ -19,8 +19,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lm_app.atomic import atomic_path  # noqa: E402
 from lm_app.layers import LSTMCell, SimpleRNNCell  # noqa: E402
+from lm_app.plot import free_run_png  # noqa: E402
 
 CELLS = {"lstm": LSTMCell, "rnn": SimpleRNNCell}
 STEP = 0.1  # radians between samples: about 63 samples per period
@@ -70,22 +70,7 @@ def free_run(model, start, steps=200):
 
 def plot(predicted, truth, path):
     """PNG of the free run against the true wave, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(truth, label="true sine", linewidth=2)
-    ax.plot(predicted, "--", label="free-running prediction")
-    ax.set(xlabel="steps after the last true window", ylabel="value",
-           title=f"sine wave, fed its own predictions (MAE {np.mean(np.abs(predicted - truth)):.4f})")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    free_run_png(path, predicted, truth, "sine wave, fed its own predictions")
 
 
 def main(argv=None):

@@ -2,12 +2,29 @@
 import io
 
 
-def curves_png(history):
-    """PNG bytes of loss and accuracy per epoch, training against validation."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, which draws PNGs without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path):
+    """Lay ``fig`` out, write it to ``path`` atomically as a PNG, and free it."""
+    from .atomic import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    pyplot().close(fig)
+
+
+def curves_png(history):
+    """PNG bytes of loss and accuracy per epoch, training against validation."""
+    plt = pyplot()
 
     epochs = range(1, len(history.get("loss", [])) + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -28,3 +45,22 @@ def curves_png(history):
     fig.savefig(out, format="png", dpi=100)
     plt.close(fig)
     return out.getvalue()
+
+
+def free_run_png(path, predicted, truth, title, data_tail=None):
+    """The sine-wave examples' plot: a free-running prediction against the true wave.
+
+    ``data_tail``: the last values trained on, drawn before step 0.
+    """
+    import numpy as np
+
+    fig, ax = pyplot().subplots(figsize=(10, 4))
+    if data_tail is not None:
+        ax.plot(np.arange(-len(data_tail), 0), data_tail, ".", markersize=3, label="data (end)")
+    ax.plot(truth, label="true sine", linewidth=2)
+    ax.plot(predicted, "--", label="free-running prediction")
+    ax.set(xlabel="steps after the data", ylabel="value",
+           title=f"{title} (MAE {np.mean(np.abs(np.subtract(predicted, truth))):.4f})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    save_png(fig, path)

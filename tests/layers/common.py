@@ -129,3 +129,34 @@ def assert_dropout_behaves(make_cell, dropout, recurrent_dropout):
     np.testing.assert_array_equal(first, again)  # same seed, same masks
     assert np.abs(first - other).max() > 1e-3  # another seed, other masks
     np.testing.assert_array_equal(layers[0](x, training=False).numpy(), reference)
+
+
+def assert_matches_numpy_bptt(cell, forward, backward, seed=3):
+    """A one-state cell's outputs and every gradient equal the hand-written NumPy BPTT's.
+
+    ``forward(x, h0, *weights)`` and ``backward(x, h0, *weights, G)`` come from
+    ``lm_app.numpy_reference``; ``cell`` must be built with ``dtype="float64"``.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(3, 7, 4))
+    h0 = 0.5 * rng.normal(size=(3, UNITS))
+    G = rng.normal(size=(3, 7, UNITS))
+    rnn = keras.layers.RNN(cell, return_sequences=True, dtype="float64")
+    rnn(x)
+    randomize(rnn, scale=0.7)  # non-zero biases, so that their paths are exercised
+    weights = [v.numpy() for v in rnn.trainable_variables]
+
+    x_t, h0_t = tf.constant(x), tf.constant(h0)
+    with tf.GradientTape() as tape:
+        tape.watch([x_t, h0_t])
+        out = rnn(x_t, initial_state=[h0_t])
+        loss = tf.reduce_sum(out * G)
+    grads = tape.gradient(loss, [x_t, h0_t, *rnn.trainable_variables])
+
+    ref_out = forward(x, h0, *weights)
+    ref_out = ref_out[0] if isinstance(ref_out, tuple) else ref_out  # (outputs, cache) or outputs
+    np.testing.assert_allclose(out.numpy(), ref_out, rtol=0, atol=1e-12)
+    ref = backward(x, h0, *weights, G)
+    for name, got in zip(["x", "h0", "W", "U", "b"], grads):
+        np.testing.assert_allclose(got.numpy(), ref[name], rtol=0, atol=1e-5, err_msg=name)
+        assert np.abs(ref[name]).max() > 1e-2, name

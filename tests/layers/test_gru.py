@@ -1,12 +1,14 @@
-"""Our GRUCell against keras.layers.GRU (both reset_after modes) and central differences."""
+"""Our GRUCell against keras.layers.GRU (both reset_after modes), hand-written BPTT and central differences."""
 import keras
 import numpy as np
 import pytest
 
 from lm_app.layers import GRUCell
 
+from lm_app.numpy_reference import gru_backward, gru_forward
+
 from .common import (FEATURES, UNITS, assert_dropout_behaves, assert_matches_builtin,
-               assert_round_trip, max_numeric_gradient_error)
+                     assert_matches_numpy_bptt, assert_round_trip, max_numeric_gradient_error)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -24,6 +26,10 @@ def test_weight_layout_is_keras(reset_after, bias_shape):
     rnn(np.zeros((1, 2, FEATURES), "float32"))
     assert [tuple(v.shape) for v in rnn.trainable_variables] == [
         (FEATURES, 3 * UNITS), (UNITS, 3 * UNITS), bias_shape]
+
+
+def test_matches_numpy_bptt():
+    assert_matches_numpy_bptt(GRUCell(UNITS, dtype="float64"), gru_forward, gru_backward)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

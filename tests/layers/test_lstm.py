@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 
 from lm_app.layers import LSTMCell
+from lm_app.numpy_reference import lstm_backward, lstm_forward
 
 from .common import (FEATURES, UNITS, assert_dropout_behaves, assert_matches_builtin,
                assert_round_trip, max_numeric_gradient_error, randomize)
-from .numpy_reference import lstm_backward, lstm_forward
 
 
 @pytest.mark.parametrize("return_sequences", [True, False])
