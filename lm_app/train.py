@@ -453,12 +453,14 @@ def resumed_run(cfg, stored, given, force, log):
     if vocab.meta["sha256"] != stored.get("vocab_sha256"):
         raise UsageError(f"the run in {cfg.model_dir} was trained with another vocabulary "
                          f"than {resumed.vocab}; train without --resume to start again")
-    change = corpus_change(stored.get("corpus_files", {}), fingerprint(corpus_files(resumed)))
+    now = fingerprint(corpus_files(resumed))
+    change = corpus_change(stored.get("corpus_files", {}), now)
     if change and not force:
         raise UsageError(f"the corpus changed since the run in {cfg.model_dir} started ({change}); "
                          "add --force to resume on it anyway, or --fresh to start again")
     if change:
         log(f"--force: resuming on a corpus that changed since the run started ({change})")
+        write_json(Path(cfg.model_dir) / STATE / "run.json", dict(stored, corpus_files=now))
     return resumed, vocab
 
 

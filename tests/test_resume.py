@@ -185,6 +185,8 @@ def test_a_changed_corpus_is_refused_unless_forced(corpus, unfinished, tmp_path)
         forced = run_cli("train", "--resume", "--force", "--model-dir", model_dir)
         assert forced.returncode == 0, forced.stderr
         assert "--force: resuming on a corpus that changed" in forced.stdout
+        again = run_cli("train", "--resume", "--model-dir", model_dir)  # the choice is recorded
+        assert again.returncode == 0, again.stderr
     finally:
         os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
