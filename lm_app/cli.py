@@ -127,9 +127,9 @@ def cmd_train(args):
     from .config import TrainConfig
     from .train import train
 
-    typed = TrainConfig.from_dict(vars(args))  # the flags not typed are absent: TrainConfig's defaults
-    given = set(vars(args)) & set(dataclasses.asdict(typed))
-    metrics = train(typed, resume=args.resume, fresh=args.fresh, given=given, force=args.force)
+    cfg = TrainConfig.from_dict(vars(args))  # the flags not typed are absent: TrainConfig's defaults
+    given = set(vars(args)) & {f.name for f in dataclasses.fields(TrainConfig)}
+    metrics = train(cfg, resume=args.resume, fresh=args.fresh, given=given, force=args.force)
     print(f"held-out accuracy {metrics['accuracy']:.1%}, top-5 accuracy {metrics['top5']:.1%}, "
           f"perplexity {metrics['perplexity']:.1f} (best of {metrics['epochs']} epochs)")
 

@@ -23,6 +23,7 @@ The model folder receives the best weights (``checkpoints/best.weights.h5``),
 ``history.json``, ``curves.png``, TensorBoard logs (``logs/``), ``config.json``,
 ``metrics.json`` and, at the end, the SavedModel.
 """
+import copy
 import dataclasses
 import hashlib
 import json
@@ -416,6 +417,8 @@ def prepare_run(cfg, resume, fresh, log, given=(), force=False):
     saved = state / "run.json"
     if resume and fresh:
         raise UsageError("--resume continues the run in --model-dir and --fresh discards it: give one")
+    if force and not resume:
+        raise UsageError("--force only acts with --resume (to resume on a changed corpus)")
     if resume:
         if not saved.is_file():
             raise UsageError(f"nothing to resume in {cfg.model_dir} (no {saved}); "
@@ -532,7 +535,7 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
         weights, so reaches the same history, best weights and learning rate.
         Rewriting the files below again on that redo is harmless.
         """
-        after = json.loads(json.dumps(p))
+        after = copy.deepcopy(p)
         for key, value in logs.items():
             after["history"].setdefault(key, []).append(float(value))
         if logs["val_loss"] < after["best"]:

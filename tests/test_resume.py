@@ -128,6 +128,8 @@ def test_resume_and_fresh_together_are_refused(corpus, unfinished):
     work, args = corpus
     assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", "--fresh", *args),
                        "--fresh")
+    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--force", "--fresh", *args),
+                       "--force only acts with --resume")
 
 
 def test_a_typed_flag_that_changes_the_run_is_refused(corpus, unfinished):
