@@ -1,12 +1,22 @@
-"""Atomic writes: a killed process leaves the old file (or folder) or the new one, never half of one."""
+"""Atomic writes: a killed process leaves the old file (or folder) or the new one, never half of one.
+
+Temporaries are named ``.<name>.tmp-<pid>-<random><suffix>`` beside their
+target, so a later start can tell a dead process's leftovers (removed) from a
+live one's (kept).  They are created with the umask's permissions (0644 files,
+0755 folders under umask 022), not ``mkstemp``'s 0600, so a serving user can
+read what training wrote.
+"""
 import contextlib
+import glob
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import UsageError
+
+TEMP = ".tmp-"
 
 
 @contextlib.contextmanager
@@ -16,30 +26,22 @@ def atomic_path(path, directory=False, suffix=".tmp"):
     Beside, not in /tmp, so that the final rename stays on one file system and is
     atomic.  A folder cannot be renamed over a non-empty one, so an old folder is
     first moved aside to ``<name>.old`` and removed only after the new one is in
-    place; :func:`recover` puts it back if we die in between.
+    place; :func:`recover` finishes or undoes a swap that a kill interrupted.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         recover(path)
-        if directory:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent))
-        else:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-            os.close(fd)
-            tmp = Path(name)
+        tmp = _temporary(path, directory, suffix)
     except OSError as e:
         raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         yield tmp
         if directory:
-            old = path.with_name(path.name + ".old")
-            if path.exists():
-                os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            _swap_folder(tmp, path)
         else:
             os.replace(tmp, path)
+            sync_folder(path.parent)
     except OSError as e:
         _remove(tmp)
         raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
@@ -48,16 +50,89 @@ def atomic_path(path, directory=False, suffix=".tmp"):
         raise
 
 
-def recover(path):
-    """Undo a folder swap that was interrupted between its two renames."""
+def _temporary(path, directory, suffix):
+    while True:
+        tmp = path.with_name(f".{path.name}{TEMP}{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+        try:
+            if directory:
+                tmp.mkdir(0o777)  # the umask applies, as for any new folder
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _swap_folder(tmp, path):
+    old = old_path(path)
+    if path.exists():
+        os.replace(path, old)  # recover() has made sure no old copy is in the way
+    os.replace(tmp, path)
+    sync_folder(path.parent)
+    shutil.rmtree(old, ignore_errors=True)  # what a kill leaves here, the next recover() removes
+
+
+def old_path(path):
     path = Path(path)
-    old = path.with_name(path.name + ".old")
-    if old.exists() and not path.exists():
-        os.replace(old, path)
+    return path.with_name(path.name + ".old")
+
+
+def recover(path):
+    """Leave ``path`` whole whatever point a write of it was killed at, and remove dead temporaries.
+
+    ``<path>.old`` beside ``<path>``: the swap finished and only the old copy's
+    removal was cut short, so it goes.  ``<path>.old`` alone: killed between the
+    two renames, so the old version comes back.  Temporaries of processes that
+    no longer run go; a live process's are left alone.
+    """
+    path = Path(path)
+    old = old_path(path)
+    if old.exists():
+        if path.exists():
+            _remove(old)
+            if old.exists():
+                raise OSError(f"cannot remove {old}")
+        else:
+            with contextlib.suppress(FileNotFoundError):  # another process recovered it first
+                os.replace(old, path)
+        sync_folder(path.parent)
+    remove_stale(path.parent, f".{glob.escape(path.name)}{TEMP}*")
+
+
+def remove_stale(folder, pattern=f".*{TEMP}*"):
+    """Remove the temporaries in ``folder`` whose writer is dead (killed before it could clean up)."""
+    for tmp in Path(folder).glob(pattern):
+        if not _writer_alive(tmp):
+            _remove(tmp)
+
+
+def _writer_alive(tmp):
+    try:
+        pid = int(tmp.name.rsplit(TEMP, 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return True  # not one of ours: leave it
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sync_folder(folder):
+    """fsync a folder, so the renames in it survive a power cut as well as a kill."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(tmp):
-    if tmp.is_dir():
+    if tmp.is_dir() and not tmp.is_symlink():
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ TensorFlow is imported only by the commands that need it, so ``--help`` and
 ``build-dict`` start at once.
 """
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -73,12 +74,13 @@ def cmd_train(args):
                          "read the future words it must predict (use it in encoders only)")
     from .config import TrainConfig
 
-    cfg = TrainConfig.from_dict(vars(args))
+    cfg = TrainConfig.from_dict(vars(args))  # the flags not typed are absent: TrainConfig's defaults
+    given = set(vars(args)) & {f.name for f in dataclasses.fields(TrainConfig)}
     cfg.validate()  # before TensorFlow loads: a bad flag is answered at once
     import_tensorflow()
     from .train import describe_metrics, train
 
-    metrics = train(cfg, resume=args.resume, fresh=args.fresh)
+    metrics = train(cfg, resume=args.resume, fresh=args.fresh, given=given, force=args.force)
     print(describe_metrics(metrics))
 
 
@@ -145,6 +147,19 @@ def cmd_evaluate(args):
 
     report = evaluate.evaluate(args.model_dir, args.corpus, args.pretokenized)
     print(json.dumps(report) if args.json else evaluate.format_report(report))
+
+
+def only_when_typed(parser, names):
+    """Leave the flags ``names`` out of the parsed arguments unless typed; ``--help`` still shows their defaults.
+
+    ``train --resume`` keeps the run's settings for every flag not typed, and
+    must refuse a typed one that changes the run: it has to know which is which.
+    """
+    for action in parser._actions:
+        if action.dest in names and action.default is not argparse.SUPPRESS:
+            if action.help:
+                action.help = action.help.replace("%(default)s", str(action.default))
+            action.default = argparse.SUPPRESS
 
 
 def make_parser():
@@ -253,11 +268,14 @@ def make_parser():
                    help="continue the interrupted run in --model-dir with its saved settings")
     p.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --model-dir and start again")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even though the corpus changed since the run started")
     p.add_argument("--strategy", default=defaults.strategy,
                    choices=CHOICES["strategy"],
                    help="tf.distribute: one device, all local devices (mirrored), or the "
                    "machines of the TF_CONFIG cluster (multi-worker) (default: %(default)s)")
     p.set_defaults(func=cmd_train)
+    only_when_typed(p, {f.name for f in dataclasses.fields(TrainConfig)})
 
     p = sub.add_parser("evaluate", help="perplexity and accuracy of a trained model on a corpus",
                        description="Score every predicted token of the corpus (streaming): "

@@ -5,7 +5,6 @@ ops), the last-``window``-words rule, the vocabulary (an asset) and the network.
 A process that imports only ``tensorflow`` can serve it, and so can
 ``saved_model_cli`` or TensorFlow Serving.
 """
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +19,7 @@ from .errors import UsageError
 TAIL_BYTES = 4096  # at most this much of a long text is read: far more than any window needs
 VOCAB_NAME = "vocab.txt"  # the vocabulary in a model folder and its assets, whatever it was called
 SAVED_MODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb")
+DERIVED = ("model.tflite",)  # converted from the SavedModel: stale once a new model replaces it
 
 
 class NextWordModule(tf.Module):
@@ -176,10 +176,12 @@ def export(model, vocab_file, model_dir, window, mode, k=10, objective="window",
 
     The vocabulary files are copied beside it too, as ``vocab.txt`` and
     ``vocab.json`` whatever they were called, so ``evaluate`` and ``--resume``
-    need nothing outside the folder.  Files that earlier training
-    left there (logs, checkpoints, history) are carried into the new folder by
-    hard links before the swap, so exporting never loses them.  ``extra_files``
-    maps names to bytes written beside the model.
+    need nothing outside the folder.  Files that earlier training left there
+    (logs, checkpoints, history) are copied into the new folder before the
+    swap, so exporting never loses them; copied, not hard-linked, since some
+    file systems have no hard links.  What was derived from the previous model
+    (``model.tflite``) is not carried: it would not match the new one.
+    ``extra_files`` maps names to bytes written beside the model.
     """
     model_dir = Path(model_dir)
     with tempfile.TemporaryDirectory() as staging:
@@ -209,9 +211,9 @@ def _write(module, model_dir, extra_files):
             (tmp / name).write_bytes(data)
         if model_dir.is_dir():
             for entry in model_dir.iterdir():
-                if entry.name in SAVED_MODEL_ENTRIES or (tmp / entry.name).exists():
+                if entry.name in SAVED_MODEL_ENTRIES + DERIVED or (tmp / entry.name).exists():
                     continue
                 if entry.is_dir():
-                    shutil.copytree(entry, tmp / entry.name, copy_function=os.link)
+                    shutil.copytree(entry, tmp / entry.name)
                 else:
-                    os.link(entry, tmp / entry.name)
+                    shutil.copy2(entry, tmp / entry.name)

@@ -23,10 +23,13 @@ The model folder receives the best weights (``checkpoints/best.weights.h5``),
 ``history.json``, ``curves.png``, TensorBoard logs (``logs/``), ``config.json``,
 ``metrics.json`` and, at the end, the SavedModel.
 """
+import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -36,7 +39,7 @@ import keras
 import tensorflow as tf
 
 from . import data, export, losses, plot
-from .atomic import FolderLock, atomic_path, read_json, write_json
+from .atomic import FolderLock, atomic_path, read_json, recover, remove_stale, write_json
 from .config import TrainConfig
 from .corpus import Vocabulary, find_files, mode_mismatch
 from .errors import UsageError
@@ -44,6 +47,8 @@ from .models import stream_model, window_model
 
 STATE = "checkpoints"
 SPLIT_NAMES = {"valid": "validation", "test": "test"}
+PATHS = ("corpus", "vocab", "valid_corpus", "test_corpus")  # settings that name files: kept absolute in run.json
+SAMPLE_BYTES = 1 << 16  # the fingerprint hashes this much of each end of a corpus file
 
 
 def make_strategy(name):
@@ -298,16 +303,26 @@ class Trainer:
         self.eval_metrics.update(*self.objective.token_losses(x, y, training=False))
 
     def evaluate(self, split="valid"):
-        """Loss, accuracy and top-5 on a held-out part: ``"valid"`` or ``"test"``."""
+        """Loss, accuracy and top-5 on a held-out part (``"valid"`` or ``"test"``), the dropout seeds kept.
+
+        Keras' recurrent cells draw a dropout mask even when not training, so
+        evaluating advanced the seeds: an epoch end redone after Ctrl-C would
+        then train the next epoch with other masks than the uninterrupted run.
+        """
+        seeds = [v for v in self.model.variables if v.name == "seed_generator_state"]
+        saved = [v.numpy() for v in seeds]
         self.eval_metrics.reset()
         self.objective.evaluate(self.eval_step, split)
+        for var, value in zip(seeds, saved):
+            var.assign(value)
         return self.eval_metrics.result()
 
     def checkpoint(self, progress):
-        """Everything that must survive a kill: all variables by position, and the progress record."""
+        """Everything that must survive a kill: all variables by name, and the progress record."""
+        model, optimizer = checkpoint_names(self.model, self.optimizer)
         return tf.train.Checkpoint(
-            model=[v.value for v in self.model.variables],  # .variables includes dropout seeds
-            optimizer=[v.value for v in self.optimizer.variables],
+            model=model,  # .variables includes dropout seeds
+            optimizer=optimizer,
             metrics=self.train_metrics.sums,
             step=self.step,
             states=self.objective.state_variables(),
@@ -315,53 +330,160 @@ class Trainer:
         )
 
 
-def fresh_progress():
-    return {"epoch": 0, "best": math.inf, "wait": 0, "history": {}, "done": False}
+def checkpoint_names(model, optimizer):
+    """The model's and the optimizer's variables keyed by name, so a restore matches them by name.
+
+    Keras numbers repeated names per process (``lstm_1``, ``seed_generator_5``,
+    ``adam_1``), so the numbers are replaced by each name's order of appearance
+    in this model; an optimizer slot is named after the model variable it
+    belongs to.  A checkpoint of another model then fails to match instead of
+    loading into the wrong variables.
+    """
+    stable, counts = {}, {}
+
+    def rename(part):
+        if part not in stable:
+            base = re.sub(r"_\d+$", "", part)
+            n = counts[base] = counts.get(base, -1) + 1
+            stable[part] = f"{base}_{n}" if n else base
+        return stable[part]
+
+    names = {v.path: "/".join(rename(part) for part in v.path.split("/")) for v in model.variables}
+    flat = sorted(((v.path.replace("/", "_") + "_", names[v.path]) for v in model.trainable_variables),
+                  key=lambda pair: -len(pair[0]))
+    slots = {}
+    for v in optimizer.variables:
+        local = v.path.split("/", 1)[-1]  # "iteration", "learning_rate", "<variable>_momentum"
+        owner = next(((prefix, name) for prefix, name in flat if local.startswith(prefix)), None)
+        slots[f"{owner[1]}/{local[len(owner[0]):]}" if owner else local] = v.value
+    model_vars = {names[v.path]: v.value for v in model.variables}
+    if len(model_vars) != len(model.variables) or len(slots) != len(optimizer.variables):
+        raise RuntimeError("two variables share a checkpoint name")
+    return model_vars, slots
 
 
-def prepare_run(cfg, resume, fresh, log):
+def fresh_progress(cfg):
+    """The progress record; ``first_step`` is the step counter's value when the epoch began."""
+    return {"epoch": 0, "best": math.inf, "wait": 0, "history": {}, "done": False,
+            "first_step": 0, "learning_rate": cfg.learning_rate}
+
+
+def absolute(path):
+    return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
+def corpus_files(cfg):
+    return find_files(cfg.corpus) + (find_files(cfg.valid_corpus) if cfg.valid_corpus else [])
+
+
+def fingerprint(files):
+    """Size, mtime and a hash of both ends of each file: cheap whatever the corpus's size."""
+    prints = {}
+    for name in files:
+        size = os.path.getsize(name)
+        digest = hashlib.sha256()
+        with open(name, "rb") as f:
+            digest.update(f.read(SAMPLE_BYTES))
+            f.seek(max(size - SAMPLE_BYTES, 0))
+            digest.update(f.read(SAMPLE_BYTES))
+        prints[absolute(name)] = {"size": size, "mtime_ns": os.stat(name).st_mtime_ns,
+                                  "sha256": digest.hexdigest()}
+    return prints
+
+
+def corpus_change(before, now):
+    """A few words on how the corpus differs from the fingerprint taken when the run started, or ''."""
+    changes = [f"{name} is new" for name in now if name not in before]
+    changes += [f"{name} is gone" for name in before if name not in now]
+    changes += [f"{name} was modified" for name in now if name in before and now[name] != before[name]]
+    if len(changes) > 1:
+        return f"{changes[0]}, and {len(changes) - 1} more change(s)"
+    return "".join(changes)
+
+
+def prepare_run(cfg, resume, fresh, log, given=(), force=False):
     """The settings and vocabulary to train with: the saved ones when resuming, else a clean state."""
     state = Path(cfg.model_dir) / STATE
     saved = state / "run.json"
-    if resume and saved.is_file():
-        stored = read_json(saved, "saved run settings")
-        resumed = TrainConfig.from_dict(stored)
-        resumed.epochs = max(resumed.epochs, cfg.epochs)  # a finished run may train for longer
-        vocab = Vocabulary.load(resumed.vocab)
-        if vocab.meta["sha256"] != stored.get("vocab_sha256"):
-            raise UsageError(f"the run in {cfg.model_dir} was trained with another vocabulary "
-                             f"than {resumed.vocab}; train without --resume to start again")
-        return resumed, vocab
+    if resume and fresh:
+        raise UsageError("--resume continues the run in --model-dir and --fresh discards it: give one")
+    if force and not resume:
+        raise UsageError("--force only acts with --resume (to resume on a changed corpus)")
     if resume:
-        log(f"nothing to resume in {state}; starting a new run")
-    elif saved.is_file() and not fresh and not read_json(saved, "saved run settings").get("finished"):
+        if not saved.is_file():
+            raise UsageError(f"nothing to resume in {cfg.model_dir} (no {saved}); "
+                             "train without --resume to start a run")
+        return resumed_run(cfg, read_json(saved, "saved run settings"), given, force, log)
+    if saved.is_file() and not fresh and not read_json(saved, "saved run settings").get("finished"):
         raise UsageError(f"{cfg.model_dir} holds an unfinished run: add --resume to continue it, "
                          "or --fresh to discard it")
-    find_files(cfg.corpus)  # a missing corpus is the first thing to report, before the vocabulary
+    files = corpus_files(cfg)  # a missing corpus is the first thing to report, before the vocabulary
     vocab = Vocabulary.load(cfg.vocab)
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    write_json(saved, dict(dataclasses.asdict(cfg), vocab_sha256=vocab.meta["sha256"]))
+    # The model folder is not recorded: a resumed run trains wherever the folder now is.
+    record = {k: absolute(v) if k in PATHS else v for k, v in dataclasses.asdict(cfg).items()
+              if k != "model_dir"}
+    write_json(saved, dict(record, vocab_sha256=vocab.meta["sha256"], corpus_files=fingerprint(files)))
     return cfg, vocab
 
 
-def train(cfg, resume=False, fresh=False, verbose=None, log=print, on_epoch=None):
+def resumed_run(cfg, stored, given, force, log):
+    """The run's own settings; a flag typed now may only repeat them (``--epochs`` may change them)."""
+    resumed = TrainConfig.from_dict(dict(stored, model_dir=cfg.model_dir))
+    for name in sorted(set(given) - {"model_dir"}):
+        typed, kept = getattr(cfg, name), getattr(resumed, name)
+        typed = absolute(typed) if name in PATHS else typed
+        if typed == kept:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name != "epochs":
+            raise UsageError(f"{flag} {typed} differs from the run in {cfg.model_dir} ({flag} {kept}): "
+                             "--resume keeps the settings a run started with; --fresh starts again")
+        log(f"--epochs {typed}: the run started with --epochs {kept}; it now trains to {typed}")
+        resumed.epochs = typed
+    vocab = Vocabulary.load(resumed.vocab)
+    if vocab.meta["sha256"] != stored.get("vocab_sha256"):
+        raise UsageError(f"the run in {cfg.model_dir} was trained with another vocabulary "
+                         f"than {resumed.vocab}; train without --resume to start again")
+    now = fingerprint(corpus_files(resumed))
+    change = corpus_change(stored.get("corpus_files", {}), now)
+    if change and not force:
+        raise UsageError(f"the corpus changed since the run in {cfg.model_dir} started ({change}); "
+                         "add --force to resume on it anyway, or --fresh to start again")
+    if change:
+        log(f"--force: resuming on a corpus that changed since the run started ({change})")
+        write_json(Path(cfg.model_dir) / STATE / "run.json", dict(stored, corpus_files=now))
+    return resumed, vocab
+
+
+def train(cfg, resume=False, fresh=False, verbose=None, log=print, on_epoch=None, given=None,
+          force=False):
     """Train (or resume), score the best weights on the held-out parts, export; return metrics.
 
     A folder with an unfinished run is only touched with ``resume`` (continue
     it) or ``fresh`` (discard it), so a forgotten flag never throws work away.
+    ``given`` names the settings the user chose (the CLI: the flags typed; by
+    default those that differ from TrainConfig's defaults): resuming refuses
+    those that would change the run, and keeps the run's own for the rest.
+    ``force`` resumes on a corpus that changed since the run began.
     ``on_epoch(logs)``, if given, is called after each epoch has been saved
     (the benchmark uses it to hand the CPU to the other side between epochs).
     """
     cfg.validate()
+    if given is None:
+        given = {k for k, v in dataclasses.asdict(cfg).items() if getattr(TrainConfig(), k) != v}
     strategy = make_strategy(cfg.strategy)
     index = worker_index() if cfg.strategy == "multi-worker" else 0
     if index:
         log(f"worker {index}: the chief writes {cfg.model_dir}; this worker keeps its state in "
             f"{worker_folder(cfg.model_dir, index)}")
         cfg = dataclasses.replace(cfg, model_dir=str(worker_folder(cfg.model_dir, index)))
+    recover(cfg.model_dir)  # before the lock file is made in it: a kill may have left only <model>.old
     with FolderLock(Path(cfg.model_dir)):
-        cfg, vocab = prepare_run(cfg, resume, fresh, log)
+        for folder in (Path(cfg.model_dir), Path(cfg.model_dir) / STATE):
+            remove_stale(folder)
+        cfg, vocab = prepare_run(cfg, resume, fresh, log, given, force)
         return _train_locked(cfg, vocab, verbose, log, strategy, chief=index == 0, on_epoch=on_epoch)
 
 
@@ -380,20 +502,51 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
     keras.utils.set_random_seed(cfg.seed)
     trainer = Trainer(objective, len(vocab), cfg, strategy)
     model = trainer.model
-    progress_var = tf.Variable(json.dumps(fresh_progress()), trainable=False)
+    progress_var = tf.Variable(json.dumps(fresh_progress(cfg)), trainable=False)
     manager = tf.train.CheckpointManager(trainer.checkpoint(progress_var), str(state), max_to_keep=2)
-    if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    restore(manager, log)
+    # p is the progress as last committed: what Ctrl-C saves, whatever instant it lands at.
     p = json.loads(progress_var.numpy().decode())
+    trainer.optimizer.learning_rate.assign(p["learning_rate"])
     if p["epoch"] or int(trainer.step.numpy()):
-        log(f"resuming at epoch {p['epoch'] + 1}, step {int(trainer.step.numpy())}")
+        log(f"resuming at epoch {p['epoch'] + 1}, step {int(trainer.step.numpy()) - p['first_step']}")
 
-    def save():
-        progress_var.assign(json.dumps(p))
+    def save(progress):
+        """Commit ``progress`` with the variables; the learning rate is part of the progress."""
+        progress_var.assign(json.dumps(progress))
+        trainer.optimizer.learning_rate.assign(progress["learning_rate"])
         try:
             manager.save()
         except tf.errors.OpError as e:
             raise UsageError(f"cannot save the training state in {state}: {e.message}") from None
+
+    def end_epoch(epoch, logs):
+        """The epoch's end as one commit: the new progress exists only in ``after`` until save().
+
+        Before the commit, Ctrl-C saves the progress as it was (all steps done,
+        the epoch not closed), and a resume redoes this end with the same
+        weights, so reaches the same history, best weights and learning rate.
+        Rewriting the files below again on that redo is harmless.
+        """
+        after = copy.deepcopy(p)
+        for key, value in logs.items():
+            after["history"].setdefault(key, []).append(float(value))
+        if logs["val_loss"] < after["best"]:
+            after["best"], after["wait"] = logs["val_loss"], 0
+            with atomic_path(best_weights, suffix=".weights.h5") as tmp:  # Keras wants the suffix
+                model.save_weights(tmp)
+        else:
+            # No better on held-out text: a smaller step often finds the way down again.
+            after["wait"] += 1
+            after["done"] = after["wait"] >= cfg.patience
+            after["learning_rate"] /= cfg.lr_decay
+        after["epoch"], after["first_step"] = epoch + 1, int(trainer.step.numpy())
+        record_epoch(writers, epoch, logs)
+        write_json(model_dir / "history.json", after["history"])
+        with atomic_path(model_dir / "curves.png") as tmp:
+            tmp.write_bytes(plot.curves_png(after["history"]))
+        save(after)
+        return after
 
     best_weights = state / "best.weights.h5"
     writers = {split: tf.summary.create_file_writer(str(model_dir / "logs" / split))
@@ -407,7 +560,7 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
                                       stateful_metrics=["loss", "accuracy", "top5"])
             if verbose == 2:
                 print(f"Epoch {epoch + 1}/{cfg.epochs}")
-            done = int(trainer.step.numpy())
+            done = int(trainer.step.numpy()) - p["first_step"]
             started = time.perf_counter()
             if done == 0:
                 trainer.train_metrics.reset()
@@ -422,7 +575,7 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
                 pace.took(count, time.perf_counter() - call_started)
                 done += count
                 if cfg.save_every and done % cfg.save_every == 0:
-                    save()
+                    save(p)
                 if verbose == 1:
                     bar.update(done, list(trainer.train_metrics.result().items()))
             seconds = time.perf_counter() - started
@@ -431,40 +584,55 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
             logs["tokens_per_second"] = seen / max(seconds, 1e-9)  # predicted tokens
             logs.update({f"val_{k}": v for k, v in trainer.evaluate().items()})
             logs["val_perplexity"] = math.exp(min(logs["val_loss"], 700))
-            logs["learning_rate"] = float(trainer.optimizer.learning_rate.numpy())
+            logs["learning_rate"] = p["learning_rate"]
             # Keras shows every value with four decimals; the speed reads better rounded, on its own line.
             speed = ("seconds", "tokens_per_second")
             bar.update(n_train, [(k, v) for k, v in logs.items() if k not in speed], finalize=True)
             if verbose:
                 print(f"training: {seconds:.1f} s, {logs['tokens_per_second']:,.0f} tokens/s")
-            for key, value in logs.items():
-                p["history"].setdefault(key, []).append(float(value))
-            record_epoch(writers, epoch, logs)
-            if logs["val_loss"] < p["best"]:
-                p["best"], p["wait"] = logs["val_loss"], 0
-                with atomic_path(best_weights, suffix=".weights.h5") as tmp:  # Keras wants the suffix
-                    model.save_weights(tmp)
-            else:
-                # No better on held-out text: a smaller step often finds the way down again.
-                p["wait"] += 1
-                p["done"] = p["wait"] >= cfg.patience
-                lr = trainer.optimizer.learning_rate
-                lr.assign(lr / cfg.lr_decay)
-            write_json(model_dir / "history.json", p["history"])
-            with atomic_path(model_dir / "curves.png") as tmp:
-                tmp.write_bytes(plot.curves_png(p["history"]))
-            p["epoch"] = epoch + 1
-            trainer.step.assign(0)
-            save()
+            p = end_epoch(epoch, logs)
             if on_epoch:
                 on_epoch(logs)
     except KeyboardInterrupt:
-        save()
+        save(p)
         log(f"\ninterrupted: state saved in {state}; `train --resume` continues")
         if best_weights.exists():
             finish(trainer, cfg, vocab, best_weights, p, log, complete=False, chief=chief)
         raise
     return finish(trainer, cfg, vocab, best_weights, p, log, chief=chief)
+
+
+def restore(manager, log):
+    """Restore the newest checkpoint that reads back whole, else the one before it (a line says so).
+
+    A kill while TensorFlow wrote a checkpoint, or a full disk, can leave the
+    newest one truncated; the manager keeps two for that.  One that does not
+    match this model's variables by name (another model's) fails the same way.
+    """
+    paths = manager.checkpoints[::-1]  # newest first
+    for i, path in enumerate(paths):
+        problem = read_checkpoint(manager.checkpoint, path)
+        if not problem:
+            return
+        if i + 1 < len(paths):
+            log(f"the checkpoint {path} cannot be read ({problem}); resuming from {paths[i + 1]}")
+    if paths:
+        raise UsageError(f"no checkpoint in {manager.directory} can be read ({problem}); "
+                         "train with --fresh to start again")
+
+
+def read_checkpoint(checkpoint, path):
+    """Restore ``checkpoint`` from ``path``; return what is wrong with the file, or ''."""
+    try:
+        status = checkpoint.restore(path)
+    except Exception as e:  # a damaged file fails in many ways: DataLossError, IndexError, ...
+        return " ".join(str(getattr(e, "message", e)).split())[:200]
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError:
+        status.expect_partial()  # else TensorFlow logs every unmatched value at exit
+        return "its variables are not this model's"
+    return ""
 
 
 class Pace:

@@ -1,16 +1,20 @@
 """Nothing lost: kill -9 and --resume reach the same weights; Ctrl-C saves and exports; one writer per folder."""
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from lm_app.atomic import FolderLock
-from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli, tiny_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +48,37 @@ def wait_for(path, proc, timeout=240):
         time.sleep(0.02)
 
 
+def kill_after_first_save(model_dir, args):
+    """A run killed by ``kill -9`` after its first save (step 3 of epoch 1): unfinished, resumable."""
+    proc = start_training(model_dir, args)
+    wait_for(model_dir / "checkpoints" / "checkpoint", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (model_dir / "saved_model.pb").exists()
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def straight(corpus):
+    """A run that was never interrupted; tests copy it, never change it."""
+    work, args = corpus
+    done = run_cli("train", "--model-dir", work / "straight", *args)
+    assert done.returncode == 0, done.stderr
+    return work / "straight"
+
+
+@pytest.fixture(scope="module")
+def unfinished(corpus):
+    """A killed run; tests that resume it work on a copy."""
+    work, args = corpus
+    return kill_after_first_save(work / "unfinished", args)
+
+
+def copy_of(model_dir, tmp_path):
+    return Path(shutil.copytree(model_dir, tmp_path / model_dir.name))
+
+
 def final_state(model_dir):
     """Every model variable of the last checkpoint, by name."""
     reader = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
@@ -52,28 +87,110 @@ def final_state(model_dir):
     return {n: reader.get_tensor(n) for n in names}
 
 
-def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_weights(corpus):
-    work, args = corpus
-    straight = run_cli("train", "--model-dir", work / "straight", *args)
-    assert straight.returncode == 0, straight.stderr
-
-    killed_dir = work / "killed"
-    proc = start_training(killed_dir, args)
-    wait_for(killed_dir / "checkpoints" / "checkpoint", proc)  # the first save, at step 3 of epoch 1
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (killed_dir / "saved_model.pb").exists()
-
-    resumed = run_cli("train", "--model-dir", killed_dir, "--resume", *args)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming at epoch 1, step" in resumed.stdout
-    assert (killed_dir / "saved_model.pb").exists()
-
-    expected, got = final_state(work / "straight"), final_state(killed_dir)
+def assert_same_weights(model_dir, reference):
+    expected, got = final_state(reference), final_state(model_dir)
     assert expected.keys() == got.keys()
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_kill_9_then_resume_in_a_moved_folder_gives_the_uninterrupted_run(corpus, straight, tmp_path):
+    """#12.9/#12.16: the folder named is trained, with the run's own settings (not the flags' defaults)."""
+    work, args = corpus
+    killed = kill_after_first_save(work / "killed", args)
+    moved = tmp_path / "moved"
+    killed.rename(moved)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = run_cli("train", "--resume", "--model-dir", moved, cwd=elsewhere)  # no other flag
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at epoch 1, step" in resumed.stdout
+    assert "Epoch 2/2" in resumed.stdout and "Epoch 3/" not in resumed.stdout
+    assert (moved / "saved_model.pb").exists()
+    assert not killed.exists()
+    assert json.loads((moved / "config.json").read_text())["epochs"] == 2
+    assert_same_weights(moved, straight)
+
+
+def test_checkpoint_variables_are_stored_by_name(straight):
+    names = final_state(straight)
+    assert any("embedding" in name for name in names), sorted(names)
+
+
+def test_resume_with_nothing_to_resume_is_an_error(corpus, tmp_path):
+    work, args = corpus
+    assert_usage_error(run_cli("train", "--model-dir", tmp_path / "empty", "--resume", *args),
+                       "nothing to resume")
+    assert not (tmp_path / "empty" / "checkpoints").exists()
+
+
+def test_resume_and_fresh_together_are_refused(corpus, unfinished):
+    work, args = corpus
+    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", "--fresh", *args),
+                       "--fresh")
+    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--force", "--fresh", *args),
+                       "--force only acts with --resume")
+
+
+def test_a_typed_flag_that_changes_the_run_is_refused(corpus, unfinished):
+    work, args = corpus
+    before = tf.train.latest_checkpoint(str(unfinished / "checkpoints"))
+    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", "--hidden", 32),
+                       "--hidden 32 differs from the run")
+    assert tf.train.latest_checkpoint(str(unfinished / "checkpoints")) == before
+
+
+def test_resume_may_extend_epochs_and_says_so(straight, tmp_path):
+    model_dir = copy_of(straight, tmp_path)
+    resumed = run_cli("train", "--resume", "--model-dir", model_dir, "--epochs", 3)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "trains to 3" in resumed.stdout
+    assert len(json.loads((model_dir / "history.json").read_text())["loss"]) == 3
+    assert json.loads((model_dir / "config.json").read_text())["epochs"] == 3
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one(straight, tmp_path):
+    model_dir = copy_of(straight, tmp_path)
+    state = model_dir / "checkpoints"
+    newest, previous = sorted(state.glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[1]))[::-1]
+    data = newest.with_suffix(".data-00000-of-00001")
+    data.write_bytes(data.read_bytes()[:len(data.read_bytes()) // 2])
+    resumed = run_cli("train", "--resume", "--model-dir", model_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    said = [line for line in resumed.stdout.splitlines() if "cannot be read" in line]
+    assert len(said) == 1, resumed.stdout
+    assert said[0].startswith(f"the checkpoint {state / newest.stem} cannot be read")
+    assert said[0].endswith(f"resuming from {state / previous.stem}")
+    assert_same_weights(model_dir, straight)  # the steps after the previous save were trained again
+
+    for index in state.glob("ckpt-*.index"):
+        index.write_bytes(b"")
+    assert_usage_error(run_cli("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
+
+
+def test_a_foreign_checkpoint_is_a_one_line_error(straight, tmp_path):
+    model_dir = copy_of(straight, tmp_path)
+    run = model_dir / "checkpoints" / "run.json"
+    run.write_text(json.dumps(dict(json.loads(run.read_text()), arch="gru")))  # another model's state
+    assert_usage_error(run_cli("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
+
+
+def test_a_changed_corpus_is_refused_unless_forced(corpus, unfinished, tmp_path):
+    work, args = corpus
+    model_dir = copy_of(unfinished, tmp_path)
+    part = Path(args[1]).parent / "part0.txt"
+    stat = part.stat()
+    os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    try:
+        assert_usage_error(run_cli("train", "--resume", "--model-dir", model_dir),
+                           f"the corpus changed since the run in {model_dir} started ({part} was modified)")
+        forced = run_cli("train", "--resume", "--force", "--model-dir", model_dir)
+        assert forced.returncode == 0, forced.stderr
+        assert "--force: resuming on a corpus that changed" in forced.stdout
+        again = run_cli("train", "--resume", "--model-dir", model_dir)  # the choice is recorded
+        assert again.returncode == 0, again.stderr
+    finally:
+        os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_ctrl_c_saves_state_and_exports_the_best_model(corpus):
@@ -97,28 +214,86 @@ def test_a_second_run_on_the_same_folder_is_refused(corpus, tmp_path):
     assert_usage_error(proc, "is in use by process")
 
 
-def test_an_unfinished_run_is_kept_until_resume_or_fresh(corpus):
+def test_an_unfinished_run_is_kept_until_resume_or_fresh(corpus, unfinished):
     work, args = corpus
-    model_dir = work / "interrupted"  # left unfinished by the Ctrl-C test above
-    if not (model_dir / "checkpoints" / "run.json").exists():
-        pytest.skip("needs the Ctrl-C test's folder")
-    before = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-    assert_usage_error(run_cli("train", "--model-dir", model_dir, *args), "add --resume")
-    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")) == before
+    before = tf.train.latest_checkpoint(str(unfinished / "checkpoints"))
+    assert before
+    assert_usage_error(run_cli("train", "--model-dir", unfinished, *args), "add --resume")
+    assert tf.train.latest_checkpoint(str(unfinished / "checkpoints")) == before
 
 
-def test_resume_with_another_vocabulary_is_refused(corpus, tmp_path):
+def test_resume_with_another_vocabulary_is_refused(corpus, unfinished, tmp_path):
     work, args = corpus
-    model_dir = work / "interrupted"
-    if not (model_dir / "checkpoints" / "run.json").exists():
-        pytest.skip("needs the Ctrl-C test's folder")
     vocab = args[args.index("--vocab") + 1]
     original = vocab.read_text()
     try:
         glob = str(cycle_corpus(tmp_path / "other", repeats=5) / "*.txt")
         assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab, "--min-count", 0).returncode == 0
-        assert_usage_error(run_cli("train", "--model-dir", model_dir, "--resume", *args),
+        assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", *args),
                            "trained with another vocabulary")
     finally:
         assert run_cli("build-dict", "--corpus", args[1], "--vocab", vocab).returncode == 0
         assert vocab.read_text() == original
+
+
+class InterruptEpochEnd:
+    """Raise KeyboardInterrupt when the first epoch end reaches line ``at`` (or "return");
+    without ``at``, record the lines it runs."""
+
+    def __init__(self, at=None):
+        self.at, self.lines, self.calls = at, [], 0
+
+    def __enter__(self):
+        sys.settrace(self.on_call)
+        return self
+
+    def __exit__(self, *exc):
+        sys.settrace(None)
+
+    def on_call(self, frame, event, arg):
+        if frame.f_code.co_name == "end_epoch" and frame.f_code.co_filename.endswith("train.py"):
+            self.calls += 1
+            return self.on_line if self.calls == 1 else None
+        return None
+
+    def on_line(self, frame, event, arg):
+        point = frame.f_lineno if event == "line" else event
+        if self.at is None and event in ("line", "return"):
+            self.lines.append(point)
+        elif point == self.at:
+            raise KeyboardInterrupt
+        return self.on_line
+
+
+def comparable(model_dir):
+    history = json.loads((model_dir / "history.json").read_text())
+    return {k: v for k, v in history.items() if k not in ("seconds", "tokens_per_second")}
+
+
+def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run(tmp_path):
+    """#12.11: the epoch end is one commit; an interrupt at each of its lines, then a resume."""
+    from lm_app.config import TrainConfig
+    from lm_app.train import train
+
+    glob, vocab = tiny_corpus(tmp_path, repeats=8)
+    quiet = dict(verbose=0, log=lambda *a: None)
+
+    def config(name):
+        return TrainConfig(corpus=glob, vocab=str(vocab), model_dir=str(tmp_path / name), embedding=4,
+                           hidden=8, batch_size=16, epochs=2, dropout=0.2, seed=3, learning_rate=0.05)
+
+    with InterruptEpochEnd() as trace:
+        expected = train(config("straight"), **quiet)
+    points = list(dict.fromkeys(trace.lines))
+    assert len(points) > 5 and "return" in points
+    for point in points:
+        name = f"at-{point}"
+        with pytest.raises(KeyboardInterrupt), InterruptEpochEnd(at=point):
+            train(config(name), **quiet)
+        got = train(config(name), resume=True, **quiet)
+        assert got == pytest.approx(expected), point
+        history, expected_history = comparable(tmp_path / name), comparable(tmp_path / "straight")
+        assert history.keys() == expected_history.keys()
+        for key, values in expected_history.items():  # an epoch recorded twice fails on the length
+            np.testing.assert_allclose(history[key], values, rtol=1e-6, err_msg=f"{point}: {key}")
+        assert_same_weights(tmp_path / name, tmp_path / "straight")
