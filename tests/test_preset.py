@@ -1,6 +1,7 @@
 """``train --preset notes``: the notes' predictor (one-hot input, a 30-unit simple RNN), as a flag."""
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,12 @@ def test_a_tiny_preset_run_trains_exports_and_resumes(tmp_path):
     words = [line.split("\t")[0] for line in (model_dir / "vocab.txt").read_text().splitlines()]
     ids = np.array([[words.index(w.decode()) for w in out["context"].numpy()[0]]], np.int32)
     np.testing.assert_allclose(out["probabilities"].numpy(), tf.nn.softmax(model(ids)).numpy(), atol=1e-5)
+    from lm_app import tflite
+
+    converted = tflite.export_tflite(model_dir)
+    assert converted["select_tf_ops"] is False
+    np.testing.assert_allclose(tflite.run_tflite(Path(converted["path"]).read_bytes(), ids),
+                               out["probabilities"].numpy(), atol=1e-5, rtol=0)
     predicted = run_cli("predict", "--model-dir", model_dir, "the dog ran to the")
     assert predicted.returncode == 0 and predicted.stdout.startswith("Prediction: "), predicted.stderr
 
