@@ -74,7 +74,7 @@ def cmd_train(args):
                          "read the future words it must predict (use it in encoders only)")
     from .config import TrainConfig
 
-    cfg = TrainConfig.from_dict(vars(args))  # the flags not typed are absent: TrainConfig's defaults
+    cfg = TrainConfig.from_flags(vars(args))  # the flags not typed are absent: the preset's or the defaults
     given = set(vars(args)) & {f.name for f in dataclasses.fields(TrainConfig)}
     cfg.validate()  # before TensorFlow loads: a bad flag is answered at once
     import_tensorflow()
@@ -163,7 +163,7 @@ def only_when_typed(parser, names):
 
 
 def make_parser():
-    from .config import CHOICES, LR_DECAY, SEED_MAX, TrainConfig
+    from .config import CHOICES, LR_DECAY, ONEHOT, PRESETS, SEED_MAX, TrainConfig, embedding_size, preset_flags
 
     defaults = TrainConfig()
     parser = Parser(prog=PROG, description="A word-level next-word predictor: build a "
@@ -193,6 +193,9 @@ def make_parser():
     p.add_argument("--corpus", default=defaults.corpus, help="glob of text files (default: %(default)s)")
     p.add_argument("--vocab", default=defaults.vocab, help="vocabulary from build-dict (default: %(default)s)")
     p.add_argument("--model-dir", default=defaults.model_dir, help="output folder (default: %(default)s)")
+    p.add_argument("--preset", default=defaults.preset, choices=tuple(PRESETS),
+                   help="start from a named configuration; the flags typed override it. notes: the "
+                   f"notes' predictor: {preset_flags('notes')} (default: none)")
     p.add_argument("--arch", default=defaults.arch,
                    choices=CHOICES["arch"],
                    help="simple RNN, LSTM or GRU layers; attention: the last state attends over "
@@ -224,8 +227,9 @@ def make_parser():
                    help="words of context per example, --objective window only (default: %(default)s)")
     p.add_argument("--bptt", type=int, default=defaults.bptt,
                    help="tokens per chunk, --objective stream only (default: %(default)s)")
-    p.add_argument("--embedding", type=int, default=defaults.embedding,
-                   help="embedding size (default: %(default)s)")
+    p.add_argument("--embedding", type=embedding_size, default=defaults.embedding,
+                   help=f"embedding size, or {ONEHOT}: the notes' one-hot input, --arch rnn, lstm "
+                   "and gru with --objective window only (default: %(default)s)")
     p.add_argument("--hidden", type=int, default=defaults.hidden,
                    help="recurrent units per layer (default: %(default)s)")
     p.add_argument("--layers", type=int, default=defaults.layers,

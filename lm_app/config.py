@@ -22,8 +22,30 @@ CHOICES = {
     "optimizer": ("adam", "sgd"),
     "strategy": ("default", "mirrored", "multi-worker"),
 }
-POSITIVE = ("window", "bptt", "embedding", "hidden", "layers", "epochs", "patience", "batch_size",
+POSITIVE = ("window", "bptt", "hidden", "layers", "epochs", "patience", "batch_size",
             "top_k", "target_len")
+
+ONEHOT = "onehot"  # --embedding onehot: the notes' one-hot input (kept as this word in config.json)
+ONEHOT_ONLY = "--embedding onehot acts with --objective window and --arch rnn, lstm or gru only"
+# The notes' predictor, as configured there.  The notes split 4:1 into train and test only;
+# here the fifth picks the weights (validation), and there is no test part.  Their unknown-word
+# threshold of 3 is build-dict's default --min-count, a setting of the vocabulary, not of train.
+PRESETS = {
+    "notes": {"embedding": ONEHOT, "arch": "rnn", "hidden": 30, "layers": 1, "optimizer": "adam",
+              "learning_rate": 0.005, "batch_size": 128, "valid_fraction": 0.2, "test_fraction": 0.0,
+              "window": 5, "lr_decay": 1.0, "objective": "window"},
+}
+
+
+def preset_flags(name):
+    """The flags a preset stands for, as they would be typed."""
+    return " ".join(f"{flag(k)} {v:g}" if isinstance(v, float) else f"{flag(k)} {v}"
+                    for k, v in PRESETS[name].items())
+
+
+def embedding_size(text):
+    """``--embedding``: a size, or ``onehot``; the range is checked by :meth:`TrainConfig.validate`."""
+    return ONEHOT if text == ONEHOT else int(text)
 
 
 def flag(name):
@@ -52,7 +74,7 @@ class TrainConfig:
     test_corpus: str = ""
     window: int = 5
     bptt: int = 35
-    embedding: int = 64
+    embedding: int = 64  # or ONEHOT
     hidden: int = 128
     layers: int = 1
     peephole: bool = False
@@ -71,6 +93,7 @@ class TrainConfig:
     save_every: int = 0
     strategy: str = "default"
     seed: int = 1234
+    preset: str = ""  # recorded; its values are the fields above
 
     def __post_init__(self):
         if self.lr_decay is None:
@@ -82,6 +105,19 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in stored.items() if k in known})
 
+    @classmethod
+    def from_flags(cls, typed):
+        """The flags typed, then the preset's values for the fields not typed, then the defaults.
+
+        A typed ``--valid-corpus`` or ``--test-corpus`` replaces the preset's share
+        of that part, rather than clashing with it.
+        """
+        preset = dict(PRESETS.get(typed.get("preset"), {}))
+        for part in ("valid", "test"):
+            if typed.get(f"{part}_corpus"):
+                preset.pop(f"{part}_fraction", None)
+        return cls.from_dict({**preset, **typed})
+
     def validate(self):
         """Refuse, in one line naming the flag, a value out of range or a flag this run would ignore."""
         for name, choices in CHOICES.items():
@@ -91,6 +127,10 @@ class TrainConfig:
         for name in POSITIVE:
             if getattr(self, name) <= 0:
                 raise UsageError(f"{flag(name)} must be a positive integer, got {getattr(self, name)}")
+        if self.embedding != ONEHOT and self.embedding <= 0:
+            raise UsageError(f"--embedding must be a positive integer or {ONEHOT}, got {self.embedding}")
+        if self.preset and self.preset not in PRESETS:
+            raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         ranges = [
             ("learning_rate", self.learning_rate > 0, "must be positive"),
             ("clip_norm", self.clip_norm >= 0, "must be 0 (off) or more"),
@@ -137,6 +177,8 @@ class TrainConfig:
         for part in ("valid", "test"):
             if getattr(self, f"{part}_corpus") and f"{part}_fraction" in changed:
                 yield f"--{part}-fraction and --{part}-corpus both choose the {part} text: give one"
+        if self.embedding == ONEHOT and (stream or arch not in ("rnn", "lstm", "gru")):
+            yield (ONEHOT_ONLY + (f" (--preset {self.preset} sets it: give --embedding N)" if self.preset else ""))
         if self.tied and self.embedding != self.hidden:
             yield "--tied needs --embedding equal to --hidden"
         for name in ("cell", "score"):

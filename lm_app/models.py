@@ -16,11 +16,13 @@ import numpy as np
 from keras import ops
 
 from . import losses
+from .config import ONEHOT, ONEHOT_ONLY
 from .errors import UsageError
 from .layers import (LSTM, Attention, Decoder, Dropout, Encoder, GRUCell, Logits, LSTMCell,
                      SimpleRNNCell, TimeMajor, padding_mask, project)
 
 CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # the input kernel of a cell is (inputs, GATES * units)
 
 
 def make_cell(arch, units, dropout=0.0, seed=None, peephole=False):
@@ -49,8 +51,12 @@ def recurrent_layer(arch, units, dropout=0.0, seed=None, peephole=False, return_
     return TimeMajor(rnn) if time_major else rnn
 
 
-def check_sizes(embedding, hidden, layers, dropout):
-    for name, value in (("embedding", embedding), ("hidden", hidden), ("layers", layers)):
+def check_sizes(embedding, hidden, layers, dropout, onehot=False):
+    """Refuse sizes out of range, and one-hot input in a model that has no ``onehot`` path."""
+    if embedding == ONEHOT and not onehot:
+        raise UsageError(ONEHOT_ONLY)
+    sizes = (("hidden", hidden), ("layers", layers)) + ((("embedding", embedding),) if embedding != ONEHOT else ())
+    for name, value in sizes:
         if value <= 0:
             raise UsageError(f"--{name} must be positive")
     if not 0 <= dropout < 1:
@@ -61,19 +67,42 @@ def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, drop
                 seed=None, peephole=False):
     """The windowed model: embedding -> ``layers`` recurrent layers -> logits of the next word.
 
-    The embedding replaces the notes' one-hot input: the same maths as a one-hot
-    vector times a weight matrix, without building the vector.
+    The embedding replaces the notes' one-hot input by default: a learned
+    vector per word, fed to the first layer's input kernel.  ``embedding="onehot"``
+    is the notes' input itself, see :func:`one_hot_input`.
     """
-    check_sizes(embedding, hidden, layers, dropout)
+    check_sizes(embedding, hidden, layers, dropout, onehot=True)
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
-    x = keras.layers.Embedding(vocab_size, embedding, mask_zero=True, name="embedding")(ids)
+    onehot = embedding == ONEHOT
+    width = GATES[arch] * hidden if onehot else embedding
+    x = keras.layers.Embedding(vocab_size, width, mask_zero=True, name="embedding",
+                               embeddings_initializer="glorot_uniform" if onehot else "uniform")(ids)
     for i in range(layers):
-        x = recurrent_layer(arch, hidden, dropout, seed, peephole,
-                            return_sequences=i < layers - 1, name=f"{arch}_{i + 1}")(x)
+        layer = recurrent_layer(arch, hidden, dropout, seed, peephole,
+                                return_sequences=i < layers - 1, name=f"{arch}_{i + 1}")
+        x = layer(x)
+        if onehot and i == 0:
+            one_hot_input(layer)
     if dropout:
         x = Dropout(dropout, seed=seed)(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(ids, logits, name=f"{arch}_lm")
+
+
+def one_hot_input(layer):
+    """Make ``layer``, already reading the embedding, compute the notes' one-hot input.
+
+    A one-hot vector times the input kernel ``W`` (vocabulary x gates*units) is
+    row ``id`` of ``W``: the embedding of width gates*units *is* ``W`` (initialised
+    as the cell would initialise it), and the layer's own input kernel is fixed
+    to the identity.  The maths and the learned weights are the notes', and
+    neither the one-hot vectors nor their product with ``W`` are ever built: a
+    step costs a gates*units square product instead of a vocabulary-wide one.
+    (Input dropout then drops the rows of ``W`` read, not one-hot entries.)
+    """
+    kernel = layer.cell.kernel
+    kernel.assign(np.eye(*kernel.shape, dtype=kernel.dtype))
+    kernel.trainable = False
 
 
 @keras.saving.register_keras_serializable(package="lm_app")
