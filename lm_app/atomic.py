@@ -168,16 +168,20 @@ def read_json(path, what="file"):
 
 
 class FolderLock:
-    """An exclusive ``flock`` on ``<folder>/.lock``: a second run writing the same folder is refused.
+    """An exclusive ``flock`` on ``.<folder>.lock`` beside the folder: a second run writing it is refused.
 
-    The kernel drops the lock when the process dies, even by ``kill -9``, so a
-    crash never leaves a stale lock behind.  A clean exit removes the file, so
-    a finished folder holds none; whoever locked that file just before its
-    removal sees it gone from the folder and locks a new one.
+    Beside, not inside: an export replaces the whole folder by a new one, and
+    a lock file inside would be left behind with the old folder, so a second
+    run could lock the new one's while the first still writes.  The kernel
+    drops the lock when the process dies, even by ``kill -9``, so a crash
+    never leaves a stale lock behind.  A clean exit removes the file; whoever
+    locked that file just before its removal sees it gone and locks a new one.
     """
 
     def __init__(self, folder):
-        self.path = Path(folder) / ".lock"
+        folder = Path(folder)
+        self.folder = folder
+        self.path = folder.parent / f".{folder.name}.lock"
         self.file = None
 
     def __enter__(self):
@@ -190,17 +194,17 @@ class FolderLock:
         import fcntl
 
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "a+")
         except OSError as e:
-            raise UsageError(f"cannot write {self.path.parent}: {e.strerror or e}") from None
+            raise UsageError(f"cannot write {self.folder}: {e.strerror or e}") from None
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.file.seek(0)
             holder = self.file.read().strip() or "another process"
             self.file.close()
-            raise UsageError(f"{self.path.parent} is in use by {holder}; wait for it or use "
+            raise UsageError(f"{self.folder} is in use by {holder}; wait for it or use "
                              "another --model-dir") from None
         try:
             current = os.stat(self.path).st_ino

@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from . import data, export, losses, plot
 from .atomic import FolderLock, atomic_path, read_json, recover, remove_stale, write_json
-from .config import TrainConfig
+from .config import TrainConfig, flag
 from .corpus import Vocabulary, find_files, mode_mismatch
 from .errors import UsageError
 from .models import stream_model, window_model
@@ -118,16 +118,17 @@ def clip_by_global_norm(grads, max_norm):
     return tf.clip_by_global_norm(dense, max_norm)[0]
 
 
-def held_out_shares(cfg):
-    """The shares of the corpus held out for validation and test: none for a part read from its own files."""
-    return (0 if cfg.valid_corpus else cfg.valid_fraction, 0 if cfg.test_corpus else cfg.test_fraction)
-
-
 def held_out_sources(cfg):
     """``(part, its own files or None)`` for each held-out part: validation, and test unless its share is 0."""
     sources = [("valid", cfg.valid_corpus), ("test", cfg.test_corpus)]
     return [(split, find_files(glob) if glob else None) for split, glob in sources
             if glob or split == "valid" or cfg.test_fraction]
+
+
+def held_out_parts(held_out):
+    """'a validation part', or 'validation and test parts': for messages about the parts a run has."""
+    names = [SPLIT_NAMES[split] for split in held_out]
+    return f"a {names[0]} part" if len(names) == 1 else f"{' and '.join(names)} parts"
 
 
 class WindowObjective:
@@ -138,7 +139,7 @@ class WindowObjective:
         targets = cfg.target_len if cfg.arch == "seq2seq" else 1
 
         def windows(files, split):
-            return data.window_dataset(files, vocab, cfg.window, split, *held_out_shares(cfg), targets=targets)
+            return data.window_dataset(files, vocab, cfg.window, split, *cfg.held_out_shares(), targets=targets)
 
         self.train_windows = windows(files, "train")
         # Validation picks the weights and drives early stopping and the learning rate; test only scores.
@@ -150,7 +151,7 @@ class WindowObjective:
         if self.n_train == 0 or 0 in counts.values():
             raise UsageError(
                 f"the corpus {cfg.corpus!r} is too small for windows of {cfg.window} words "
-                "plus validation and test parts (windows never cross files)")
+                f"plus {held_out_parts(self.held_out)} (windows never cross files)")
         self.describe = (f"{self.n_train} training, "
                          + ", ".join(f"{n} {SPLIT_NAMES[split]}" for split, n in counts.items())
                          + f" batches of {cfg.batch_size} windows")
@@ -188,14 +189,14 @@ class StreamObjective:
     def __init__(self, cfg, vocab, files):
         self.cfg = cfg
         parts = dict(zip(("train", "valid", "test"),
-                         data.split_stream(data.token_ids(files, vocab), *held_out_shares(cfg))))
+                         data.split_stream(data.token_ids(files, vocab), *cfg.held_out_shares())))
         self.train_rows = data.batchify(parts["train"], cfg.batch_size)
         self.held_out = {split: data.batchify(data.token_ids(own, vocab) if own else parts[split],
                                               cfg.batch_size)
                          for split, own in held_out_sources(cfg)}
         if min(rows.shape[1] for rows in (self.train_rows, *self.held_out.values())) < 2:
             raise UsageError(f"the corpus {cfg.corpus!r} is too small for {cfg.batch_size} rows "
-                             "plus validation and test parts; use a smaller --batch-size")
+                             f"plus {held_out_parts(self.held_out)}; use a smaller --batch-size")
         self.n_train = data.count_chunks(self.train_rows, cfg.bptt)
         self.describe = (f"{self.train_rows.size:,} training tokens in {cfg.batch_size} rows, "
                          f"{self.n_train} chunks of {cfg.bptt}; "
@@ -373,7 +374,9 @@ def absolute(path):
 
 
 def corpus_files(cfg):
-    return find_files(cfg.corpus) + (find_files(cfg.valid_corpus) if cfg.valid_corpus else [])
+    """Every file the run reads: its fingerprint tells whether the corpus changed before a resume."""
+    return find_files(cfg.corpus) + [f for glob in (cfg.valid_corpus, cfg.test_corpus) if glob
+                                     for f in find_files(glob)]
 
 
 def fingerprint(files):
@@ -436,12 +439,13 @@ def resumed_run(cfg, stored, given, force, log):
         typed = absolute(typed) if name in PATHS else typed
         if typed == kept:
             continue
-        flag = "--" + name.replace("_", "-")
         if name != "epochs":
-            raise UsageError(f"{flag} {typed} differs from the run in {cfg.model_dir} ({flag} {kept}): "
+            raise UsageError(f"{flag(name)} {typed} differs from the run in {cfg.model_dir} "
+                             f"({flag(name)} {kept}): "
                              "--resume keeps the settings a run started with; --fresh starts again")
         log(f"--epochs {typed}: the run started with --epochs {kept}; it now trains to {typed}")
         resumed.epochs = typed
+    resumed.validate()
     vocab = Vocabulary.load(resumed.vocab)
     if vocab.meta["sha256"] != stored.get("vocab_sha256"):
         raise UsageError(f"the run in {cfg.model_dir} was trained with another vocabulary "
@@ -470,16 +474,17 @@ def train(cfg, resume=False, fresh=False, verbose=None, log=print, on_epoch=None
     ``on_epoch(logs)``, if given, is called after each epoch has been saved
     (the benchmark uses it to hand the CPU to the other side between epochs).
     """
-    cfg.validate()
+    if not resume:  # a resumed run's settings are checked once merged with the typed ones
+        cfg.validate()
     if given is None:
-        given = {k for k, v in dataclasses.asdict(cfg).items() if getattr(TrainConfig(), k) != v}
+        given = cfg.changed()
     strategy = make_strategy(cfg.strategy)
     index = worker_index() if cfg.strategy == "multi-worker" else 0
     if index:
         log(f"worker {index}: the chief writes {cfg.model_dir}; this worker keeps its state in "
             f"{worker_folder(cfg.model_dir, index)}")
         cfg = dataclasses.replace(cfg, model_dir=str(worker_folder(cfg.model_dir, index)))
-    recover(cfg.model_dir)  # before the lock file is made in it: a kill may have left only <model>.old
+    recover(cfg.model_dir)  # before the lock makes the folder: a kill may have left only <model>.old
     with FolderLock(Path(cfg.model_dir)):
         for folder in (Path(cfg.model_dir), Path(cfg.model_dir) / STATE):
             remove_stale(folder)

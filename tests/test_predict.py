@@ -22,7 +22,7 @@ def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("predict")
     glob, vocab = tiny_corpus(work, repeats=20)
     proc = train_cli(glob, vocab, work / "lm", "--epochs", 1, "--embedding", 8, "--hidden", 8,
-                     "--top-k", 5)
+                     "--top-k", 4)
     return {"dir": work / "lm", "stdout": proc.stdout}
 
 
@@ -45,12 +45,26 @@ def test_the_epoch_line_rounds_the_speed(trained):
     assert re.search(r"^\d+/\d+ - .* - loss: \d\.\d{4} - .* - val_loss: \d\.\d{4}", out, re.M), out
 
 
-def test_a_finished_model_folder_holds_no_lock_file(trained, tmp_path):
-    assert not (trained["dir"] / ".lock").exists()
+def test_a_finished_model_folder_leaves_no_lock_file(trained, tmp_path):
+    assert not list(trained["dir"].parent.glob("*.lock")) and not list(trained["dir"].glob("*lock"))
+    lock = tmp_path / ".lm.lock"
     for _ in range(2):  # released and removed, then taken again
-        with FolderLock(tmp_path):
-            assert (tmp_path / ".lock").read_text() == f"process {os.getpid()}\n"
-        assert not (tmp_path / ".lock").exists()
+        with FolderLock(tmp_path / "lm"):
+            assert lock.read_text() == f"process {os.getpid()}\n"
+        assert not lock.exists()
+
+
+def test_the_lock_holds_while_an_export_replaces_the_folder(tmp_path):
+    """An export swaps the model folder for a new one: a second run must still be refused."""
+    from lm_app.errors import UsageError
+
+    model_dir = tmp_path / "lm"
+    with FolderLock(model_dir):
+        model_dir.rename(tmp_path / "lm.old")  # what export's swap does
+        model_dir.mkdir()
+        with pytest.raises(UsageError, match="is in use by process"):
+            with FolderLock(model_dir):
+                pass
 
 
 @pytest.mark.parametrize("text, echo", [
@@ -89,5 +103,21 @@ def test_json_output_has_the_shape_the_readme_shows(trained):
 def test_top_k_says_its_maximum(trained):
     help_text = " ".join(run_cli("predict", "--help").stdout.split())
     assert "at most the model's exported top-k (train --top-k)" in help_text
-    proc = run_cli("predict", "--model-dir", trained["dir"], "--top-k", 6, "the")
-    assert proc.returncode == 2 and "--top-k is at most 5 for this model" in proc.stderr
+    proc = run_cli("predict", "--model-dir", trained["dir"], "--top-k", 5, "the")
+    assert proc.returncode == 2 and "--top-k is at most 4 for this model" in proc.stderr
+
+
+def test_the_default_top_k_fits_a_model_that_exports_fewer(trained):
+    """The default lists five words, or all a model exports when that is fewer: never an error."""
+    result = json.loads(predict_stdin(trained["dir"], "the cat", "--json"))
+    assert len(result["top_k"]) == 4
+
+
+def test_generate_echoes_the_end_of_a_long_text_only(trained):
+    proc = subprocess.run([sys.executable, "-m", "lm_app", "generate", "--model-dir", str(trained["dir"]),
+                           "--words", "3", "--greedy", "-"], input=LONG.encode("utf-8"), capture_output=True,
+                          timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.decode("utf-8").strip()
+    assert line.startswith("... ") and "the cat sat on the " in line, line[:300]
+    assert len(line) < SHOWN_CHARS + 100

@@ -195,7 +195,7 @@ def test_a_disk_that_fills_up_during_training(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "cannot" in proc.stderr
     assert not (model_dir / "saved_model.pb").exists()
-    leftovers = [p.name for p in model_dir.rglob("*") if p.name.startswith(".") and p.name != ".lock"]
+    leftovers = [p.name for p in model_dir.rglob("*") if p.name.startswith(".")]
     assert leftovers == []
 
 
