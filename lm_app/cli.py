@@ -76,7 +76,8 @@ def cmd_train(args):
 
     cfg = TrainConfig.from_flags(vars(args))  # the flags not typed are absent: the preset's or the defaults
     given = set(vars(args)) & {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg.validate()  # before TensorFlow loads: a bad flag is answered at once
+    if not args.resume:  # before TensorFlow loads: a bad flag is answered at once
+        cfg.validate()  # (a resumed run's settings are checked once merged with the run's own)
     import_tensorflow()
     from .train import describe_metrics, train
 
@@ -129,15 +130,16 @@ def cmd_predict(args):
 
 def cmd_generate(args):
     from .generate import Generator, decoding_options
+    from .predict import model_mode, shown
 
-    args.text = text_argument(args.text, "continue")
+    args.text = text_argument(args.text, "continue", model_mode(args.model_dir))
     options = decoding_options(args.temperature, args.top_k, args.top_p, args.beam, args.greedy, args.seed)
     import_tensorflow()
     result = Generator(args.model_dir).generate(args.text, args.words, **options)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.text.strip()} {result['continuation']}")
+        print(f"{shown(args.text)} {result['continuation']}")
         print(f"(log-probability {result['log_prob']:.2f})", file=sys.stderr)
 
 
@@ -299,9 +301,9 @@ def make_parser():
                        "using only the exported SavedModel.")
     p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
-    p.add_argument("--top-k", type=positive_int, default=5,
+    p.add_argument("--top-k", type=positive_int, default=None,
                    help="words to list, at most the model's exported top-k (train --top-k) "
-                   "(default: %(default)s)")
+                   "(default: 5, or the model's top-k if that is fewer)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--show-attention", action="store_true",
                    help="print each context word's attention weight and write a PNG heat map "

@@ -5,7 +5,9 @@ so the CLI, a resumed run and a script calling ``train()`` are checked alike,
 each rule with one message that names the flag.
 """
 import dataclasses
+import math
 import os
+from fractions import Fraction
 
 from .corpus import find_files
 from .errors import UsageError
@@ -46,6 +48,25 @@ def preset_flags(name):
 def embedding_size(text):
     """``--embedding``: a size, or ``onehot``; the range is checked by :meth:`TrainConfig.validate`."""
     return ONEHOT if text == ONEHOT else int(text)
+
+
+TRAIN, VALID, TEST = 0, 1, 2  # the parts of the corpus, as data.py labels its blocks
+
+
+def split_cycle(valid_fraction, test_fraction):
+    """The parts of one cycle of blocks in order, e.g. 8 x TRAIN, VALID, TEST for 0.1 and 0.1.
+
+    Shares are rounded to fractions with denominators up to 20; the cycle is
+    as short as they allow.  Here, not in data.py, so that validate() checks
+    the very rule the split uses before TensorFlow loads.
+    """
+    shares = [Fraction(f).limit_denominator(20) for f in (valid_fraction, test_fraction)]
+    if min(shares) < 0 or sum(shares) > Fraction(1, 2):
+        raise UsageError("--valid-fraction and --test-fraction must be 0 or more and at most 0.5 "
+                         "together (each rounded to twentieths)")
+    length = math.lcm(*(s.denominator for s in shares))
+    n_valid, n_test = (int(s * length) for s in shares)
+    return [TRAIN] * (length - n_valid - n_test) + [VALID] * n_valid + [TEST] * n_test
 
 
 def flag(name):
@@ -144,8 +165,7 @@ class TrainConfig:
             if not ok:
                 raise UsageError(f"{flag(name)} {rule}, got {getattr(self, name)}")
         check_seed(self.seed)
-        if self.valid_fraction + self.test_fraction > 0.5 and not (self.valid_corpus or self.test_corpus):
-            raise UsageError("--valid-fraction and --test-fraction must be 0 or more and at most 0.5 together")
+        split_cycle(*self.held_out_shares())
         for name in ("valid_corpus", "test_corpus"):
             if getattr(self, name):
                 try:  # a missing held-out file is answered before anything runs
@@ -159,11 +179,18 @@ class TrainConfig:
             raise UsageError("--strategy multi-worker needs the TF_CONFIG environment variable "
                              "(the cluster's workers and this one's index)")
 
+    def held_out_shares(self):
+        """The shares of the corpus held out for validation and test: none for a part read from its own files."""
+        return (0 if self.valid_corpus else self.valid_fraction, 0 if self.test_corpus else self.test_fraction)
+
+    def changed(self):
+        """The settings off their defaults (for this objective): what a caller chose."""
+        default = TrainConfig(objective=self.objective)
+        return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+
     def conflicts(self):
         """Why the flags cannot all act: chiefly a setting off its default that this run would ignore."""
-        default = TrainConfig(objective=self.objective)
-        changed = {f.name for f in dataclasses.fields(self)
-                   if getattr(self, f.name) != getattr(default, f.name)}
+        changed = self.changed()
         stream, arch = self.objective == "stream", self.arch
         if stream and arch in ("attention", "seq2seq"):
             yield f"--arch {arch} reads windows: use --objective window"

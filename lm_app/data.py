@@ -27,10 +27,10 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from . import corpus, text
+from .config import TEST, TRAIN, VALID, split_cycle  # noqa: F401 (split_cycle: the split's rule)
 from .errors import UsageError
 
 LINES_PER_BATCH = 512  # lines tokenized per string-op call
-TRAIN, VALID, TEST = 0, 1, 2
 PARTS = {"train": TRAIN, "valid": VALID, "test": TEST}
 
 
@@ -100,20 +100,6 @@ def file_windows(path, table, vocab, window):
 
     start = tf.zeros([0], tf.int32)
     return file_ids(path, table, vocab).scan(start, step)
-
-
-def split_cycle(valid_fraction, test_fraction):
-    """The parts of one cycle of blocks in order, e.g. 8 x TRAIN, VALID, TEST for 0.1 and 0.1.
-
-    Shares are rounded to fractions with denominators up to 20; the cycle is
-    as short as they allow.
-    """
-    shares = [Fraction(f).limit_denominator(20) for f in (valid_fraction, test_fraction)]
-    if min(shares) < 0 or sum(shares) > Fraction(1, 2):
-        raise UsageError("--valid-fraction and --test-fraction must be 0 or more and at most 0.5 together")
-    length = math.lcm(*(s.denominator for s in shares))
-    n_valid, n_test = (int(s * length) for s in shares)
-    return [TRAIN] * (length - n_valid - n_test) + [VALID] * n_valid + [TEST] * n_test
 
 
 def estimate_words(files):

@@ -101,5 +101,5 @@ class Generator:
                                               top_k=top_k, top_p=top_p, greedy=greedy,
                                               banned=self.banned)
         continuation = [self.words[i] for i in ids]
-        return {"input": prompt, "continuation": " ".join(continuation), "words": continuation,
+        return {"input": predict.shown(prompt), "continuation": " ".join(continuation), "words": continuation,
                 "log_prob": float(log_prob)}

@@ -8,6 +8,7 @@ import numpy as np
 from .atomic import recover
 from .errors import UsageError
 
+DEFAULT_TOP_K = 5
 SHOWN_CHARS = 200  # of a long text only its end is echoed back: the model reads only its last words
 
 
@@ -57,8 +58,12 @@ def shown(text):
     return ("... " if cut else "") + " ".join(words)
 
 
-def predict(serve, texts, top_k=5):
-    """For each text: its end (``input``), the words it used, the top-k next words and their probabilities."""
+def predict(serve, texts, top_k=None):
+    """For each text: its end (``input``), the words it used, the top-k next words and their probabilities.
+
+    ``top_k`` None: five, or all the model exports if that is fewer, so the
+    default never asks a model trained with ``--top-k 3`` for more.
+    """
     import tensorflow as tf
 
     for t in texts:
@@ -68,7 +73,9 @@ def predict(serve, texts, top_k=5):
     # bytes, and the model's own normaliser replaces them.
     out = serve(text=tf.constant([t.encode("utf-8", errors="surrogateescape") for t in texts]))
     available = out["words"].shape[-1]
-    if top_k > available:
+    if top_k is None:
+        top_k = min(DEFAULT_TOP_K, available)
+    elif top_k > available:
         raise UsageError(f"--top-k is at most {available} for this model (set at export)")
     results = []
     for row, text in enumerate(texts):

@@ -525,4 +525,6 @@ def test_predict_and_the_server_refuse_text_without_words_alike(server, model_di
                            "the text to predict from has no words: it is empty after normalisation")
         status, answer = server.predict({"instances": [text]})
         assert status == 400 and "no words" in answer["error"], answer
+        assert_usage_error(run_cli("generate", "--model-dir", model_dir, text),
+                           "the text to continue has no words: it is empty after normalisation")
     assert run_cli("predict", "--model-dir", model_dir, "日本語 the").returncode == 0
