@@ -1,8 +1,4 @@
-"""The loaded SavedModel as the server sees it: one batch call and TF Serving's metadata answer.
-
-Only the SavedModel is used (through :mod:`lm_app.predict`), never the training
-code, so this serves whatever ``tf.saved_model.load`` can read.
-"""
+"""The loaded SavedModel as the server sees it: one batch call and TF Serving's metadata answer."""
 from .requests import INPUT, SIGNATURE
 
 SERVED_OUTPUTS = ("words", "probs", "continuation", "log_prob")
