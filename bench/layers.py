@@ -25,6 +25,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import record  # noqa: E402
 from lm_app.layers import LSTM, GRUCell, LSTMCell, SimpleRNNCell  # noqa: E402
 
 VOCAB, EMBED, UNITS, LAYERS, STEPS = 3616, 200, 200, 2, 35
@@ -81,12 +82,13 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per pair")
     parser.add_argument("--batch", type=int, nargs="+", default=[20, 64])
     parser.add_argument("--arch", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    record.add_argument(parser)
     args = parser.parse_args(argv)
 
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{os.cpu_count()} CPU(s); tokens/s of training, median of {args.rounds} rounds")
     print(f"{'cell':<11}{'batch':>6}{'ours':>12}{'keras':>12}{'ours/keras':>12}")
-    ratios = []
+    ratios, rows = [], []
     for arch in args.arch:
         ours, builtin = (make_step(factory) for factory in PAIRS[arch])
         for batch in args.batch:
@@ -99,9 +101,15 @@ def main(argv=None):
             rate = {k: args.steps * batch * STEPS / statistics.median(v) for k, v in times.items()}
             ratio = rate["ours"] / rate["keras"]
             ratios.append(ratio)
+            rows.append([arch, batch, rate["ours"], rate["keras"], ratio])
             print(f"{arch:<11}{batch:>6}{rate['ours']:>12,.0f}{rate['keras']:>12,.0f}{ratio:>12.2f}",
                   flush=True)
     print(f"lowest ratio {min(ratios):.2f} (target >= 0.9)")
+    record.save("layers", [record.table(
+        f"training tokens/s, median of {args.rounds} rounds of {args.steps} steps; "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        ["cell", "batch", "ours", "keras", "ours/keras"], rows)],
+        {"lowest ratio ours/keras (target >= 0.9)": min(ratios)}, argv, args.results)
 
 
 if __name__ == "__main__":

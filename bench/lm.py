@@ -8,7 +8,8 @@ own, and the two take turns epoch by epoch (never at once: two trainings on
 two cores ruin both), so that each epoch of one side runs within seconds of
 the same epoch of the other, in the same spell of this noisy machine.
 Prints per epoch seconds, training tokens/s and validation perplexity, then
-test perplexity, peak memory, and the ratios; ``--pairs N`` runs N pairs
+test perplexity, peak memory, and the ratios (and writes them to
+``bench/results/lm.json`` and ``bench/RESULTS.md``); ``--pairs N`` runs N pairs
 with seeds 1111, 1112, ... (the same on both sides) and prints the median
 ratios, because one seed's test perplexity varies by several points; also
 build-dict throughput on the text repeated to 25 and 100 MB, and its peak
@@ -32,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "shakespeare"
 sys.path.insert(0, str(ROOT))
+from bench import record  # noqa: E402
+
 SEED = 1111  # the recipe's
 RECIPE = dict(epochs=4, batch_size=20, bptt=35, lr=20.0, clip=0.25, emsize=200, nhid=200, nlayers=2,
               dropout=0.2)
@@ -171,6 +174,7 @@ def main(argv=None):
                         help="lm_app/PyTorch runs to alternate, pair k with seed 1111 + k - 1 on both sides: "
                              "more pairs, a steadier speed ratio and a perplexity comparison over seeds")
     parser.add_argument("--seed", type=int, default=SEED, help=argparse.SUPPRESS)
+    record.add_argument(parser)
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"{DATA} is not here")
@@ -182,23 +186,40 @@ def main(argv=None):
             print("RESULT " + json.dumps(run()), flush=True)
         return
     if args.build_dict_only:
-        return report_build_dict(args.epochs)
+        figures = report_build_dict(args.epochs)
+        record.save("lm-build-dict", [], figures, argv, args.results, script="lm")
+        return
 
-    ratios = []
+    ratios, rows, figures = [], [], {}
     for pair in range(1, args.pairs + 1):
         seed = SEED + pair - 1
         ours, ref = run_pair(args.epochs, seed)
         if args.pairs > 1:
             print(f"--- pair {pair} of {args.pairs}, seed {seed}")
         ratios.append(report_pair(ours, ref, args.epochs))
+        rows += [[seed, i, a["seconds"], a["tokens_per_second"], a["val_perplexity"], b["seconds"],
+                  b["tokens_per_second"], b["val_perplexity"], a["tokens_per_second"] / b["tokens_per_second"]]
+                 for i, (a, b) in enumerate(zip(ours["epochs"], ref["epochs"]), 1)]
+        figures[f"seed {seed}: test perplexity lm_app, torch"] = \
+            f"{ours['test_perplexity']:.1f}, {ref['test_perplexity']:.1f}"
+        figures[f"seed {seed}: peak memory MiB lm_app, torch"] = f"{ours['peak_mib']:.0f}, {ref['peak_mib']:.0f}"
+    speed, steady, ppl = zip(*ratios)
     if args.pairs > 1:
-        speed, steady, ppl = zip(*ratios)
         print("speed ratios of the pairs, all epochs: " + ", ".join(f"{r:.2f}" for r in speed) +
               "; after the first epoch: " + ", ".join(f"{r:.2f}" for r in steady) +
               f"; medians {statistics.median(speed):.2f} and {statistics.median(steady):.2f}")
         print("test perplexity ratios of the pairs: " + ", ".join(f"{r:.3f}" for r in ppl) +
               f"; median {statistics.median(ppl):.3f} (one seed's perplexity varies by several points)")
-    report_build_dict(args.epochs)
+    figures.update({
+        "training speed ratio lm_app / torch, median of the pairs (target >= 1.25)": statistics.median(speed),
+        "the same after the first epoch": statistics.median(steady),
+        "test perplexity ratio lm_app / torch, median of the pairs (target <= 1)": statistics.median(ppl),
+    })
+    figures.update(report_build_dict(args.epochs))
+    record.save("lm", [record.table(
+        f"Shakespeare, LSTM 2x200, bptt 35, batch 20, {args.epochs} epochs, per epoch",
+        ["seed", "epoch", "lm_app s", "lm_app tokens/s", "lm_app val ppl", "torch s", "torch tokens/s",
+         "torch val ppl", "speed ratio"], rows)], figures, argv, args.results)
 
 
 def report_pair(ours, ref, epochs):
@@ -218,7 +239,7 @@ def report_pair(ours, ref, epochs):
     print(f"peak memory: lm_app {ours['peak_mib']:.0f} MiB, torch {ref['peak_mib']:.0f} MiB")
     print(f"training speed ratio lm_app / torch: {speed:.2f} (target >= 1.25)")
     steady = speed
-    if len(ours["epochs"]) > 1:  # epoch 1 of lm_app includes tracing and XLA compilation, ~2 s
+    if len(ours["epochs"]) > 1:  # epoch 1 of lm_app also traces and compiles
         steady = (sum(e["tokens_per_second"] for e in ours["epochs"][1:]) /
                   sum(e["tokens_per_second"] for e in ref["epochs"][1:]))
         print(f"  after the first epoch (one-time tracing and compilation left out): {steady:.2f}")
@@ -226,11 +247,17 @@ def report_pair(ours, ref, epochs):
 
 
 def report_build_dict(epochs):
+    """Print build-dict's throughput and memory at two sizes; return them as figures."""
+    figures = {}
     for mb in (25, 100):  # the same peak at both sizes shows that memory does not grow with the corpus
         bd = child("build-dict", epochs, mb)
         print(f"build-dict: {bd['mb']:.0f} MB in {bd['seconds']:.1f} s = {bd['mb_per_second']:.1f} MB/s "
               f"(target >= 50), peak memory {bd['peak_mib']:.0f} MiB + {bd['worker_peak_mib']:.0f} MiB "
               "per counting worker")
+        figures[f"build-dict, {bd['mb']:.0f} MB: MB/s (target >= 50)"] = bd["mb_per_second"]
+        figures[f"build-dict, {bd['mb']:.0f} MB: peak MiB, main + per counting worker"] = \
+            f"{bd['peak_mib']:.0f} + {bd['worker_peak_mib']:.0f}"
+    return figures
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ loop on oversized bodies, too many instances and deeply nested JSON.  Then it
 stops the server with SIGTERM and prints, for the normal clients of each run,
 requests/second, p50/p99 latency and the error count (must be 0; the exit code
 is 1 otherwise), what the hostile clients got, and how many model calls the
-server's batching needed for all those requests.
+server's batching needed for all those requests; the figures also go to
+``bench/results/serve.json`` and ``bench/RESULTS.md``.
 
     .venv/bin/python bench/serve.py [--model-dir DIR] [--seconds 10] [--clients 16] [--slow 2000]
 
@@ -35,6 +36,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench import record  # noqa: E402
+
 PROMPTS = ["some of them looks like", "the dog ran to the", "the bird sang over the", "near the",
            "the cat sat on the mat and the", "zebra", "the house near the river and"]
 JSON = {"Content-Type": "application/json"}
@@ -210,15 +214,18 @@ def raise_open_files():
 
 
 def report(title, latencies, errors, elapsed, clients):
+    """Print one run's figures; return them as a row of the results table."""
     latencies.sort()
     ms = [x * 1000 for x in latencies]
     print(f"{title}: {clients} clients for {elapsed:.1f} s: {len(ms)} requests")
+    row = [title, clients, round(elapsed, 1), len(ms), None, None, None, len(errors)]
     if ms:
         p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+        row[4:7] = len(ms) / elapsed, statistics.median(ms), p99
         print(f"  throughput  {len(ms) / elapsed:,.0f} requests/s")
         print(f"  latency     p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms")
     print(f"  errors      {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
-    return bool(ms) and not errors
+    return row
 
 
 def main():
@@ -229,6 +236,7 @@ def main():
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default: 16)")
     parser.add_argument("--slow", type=int, default=2000,
                         help="slow clients in the hostile mix (default: 2000)")
+    record.add_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model_dir) if args.model_dir else train_tiny(Path(tmp))
@@ -239,11 +247,17 @@ def main():
         finally:
             code = server.stop()
     print(f"server on {server.url}")
-    ok = report("normal load alone", *alone, args.clients)
-    ok = report(f"normal load beside the hostile mix ({args.slow} slow clients, oversized, too many "
-                "instances, nested)", *beside, args.clients) and ok
-    print("  hostile     " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    rows = [report("normal load alone", *alone, args.clients),
+            report(f"normal load beside the hostile mix ({args.slow} slow clients, oversized, too many "
+                   "instances, nested)", *beside, args.clients)]
+    hostile = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+    print("  hostile     " + hostile)
     print(f"server      {server.lines[-1]} (exit code {code})")
+    record.save("serve", [record.table(
+        "normal clients (one prompt per request, one request at a time each)",
+        ["run", "clients", "seconds", "requests", "requests/s", "p50 ms", "p99 ms", "errors"], rows)],
+        {"hostile clients got": hostile, "server": server.lines[-1]}, results=args.results)
+    ok = all(row[4] is not None and row[-1] == 0 for row in rows)
     return 0 if ok and code in (0, -signal.SIGTERM) else 1
 
 

@@ -197,8 +197,8 @@ class StreamLM(keras.Model):
     def token_losses(self, ids, labels, states=None, training=False):
         """Time-major ``ids`` and ``labels[time, batch]`` -> ``(losses, ranks)`` of every token, and the states.
 
-        The order the recurrent loops run in: no activation is transposed (that
-        took 2 ms of the recipe's 41 ms step), and the softmax layer is fused
+        The order the recurrent loops run in: no activation is transposed (a
+        measurable share of the recipe's step), and the softmax layer is fused
         with the loss (:mod:`lm_app.losses`).
         """
         x, states = self.features(ids, states, training)

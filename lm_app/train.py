@@ -259,7 +259,7 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.eval_metrics = Metrics()  # each worker scores the whole held-out split itself
         # No autograph: the steps have no Python control flow on tensors, and converting them
-        # cost 0.4 s of the first epoch's tracing (1.0 s -> 0.65 s for the recipe's model).
+        # made the first epoch's tracing markedly slower.
         self.train_step = tf.function(self._distributed_train_step, reduce_retracing=True, autograph=False)
         self.train_steps = tf.function(self._train_steps, autograph=False)
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True, autograph=False)
@@ -277,9 +277,9 @@ class Trainer:
     def _train_steps(self, iterator, count):
         """``count`` training steps from ``iterator`` in one call; returns the tokens they predicted.
 
-        Python's share of a call (dispatch, the next batch) cost about 1 ms of
-        a 41 ms step of the recipe's model; a loop in the graph pays it once
-        per call, as Keras' ``steps_per_execution`` does.
+        Python's share of a call (dispatch, the next batch) is paid on every
+        step by a Python loop; a loop in the graph pays it once per call, as
+        Keras' ``steps_per_execution`` does.
         """
         def step(i, tokens):
             x, y = iterator.get_next()

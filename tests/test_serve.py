@@ -15,7 +15,9 @@ import time
 
 import pytest
 
-from lm_app.serve import Batcher, Connections, RequestError, host_names, parse_body, parse_request
+from lm_app.serve.batcher import Batcher
+from lm_app.serve.connections import Connections, host_names
+from lm_app.serve.requests import RequestError, parse_body, parse_request
 
 from tests.conftest import ROOT, assert_usage_error, run_cli, tiny_corpus, train_cli
 
@@ -498,7 +500,7 @@ def test_a_model_error_is_a_short_500():
     from aiohttp import ClientSession
     from aiohttp.test_utils import TestServer
 
-    from lm_app.serve import make_app
+    from lm_app.serve.app import make_app
 
     class FailingModel:
         name, mode, outputs = "lm", "words", ["words"]
