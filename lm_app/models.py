@@ -18,10 +18,8 @@ from keras import ops
 from . import losses
 from .config import ONEHOT, ONEHOT_ONLY
 from .errors import UsageError
-from .layers import (LSTM, Attention, Decoder, Dropout, Encoder, GRUCell, Logits, LSTMCell,
-                     SimpleRNNCell, TimeMajor, padding_mask, project)
-
-CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
+from .layers import (CELLS, LSTM, Attention, Decoder, Dropout, Encoder, Logits, TimeMajor,
+                     padding_mask, project)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # the input kernel of a cell is (inputs, GATES * units)
 
 

@@ -34,11 +34,8 @@ from keras import ops
 
 from .attention import Attention
 from .bidirectional import bidirectional as make_bidirectional
-from .gru import GRUCell
-from .lstm import LSTMCell
-from .rnn import SimpleRNNCell
+from .cells import CELLS
 
-CELLS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": SimpleRNNCell}
 PAD = 0
 
 
