@@ -5,8 +5,8 @@ gradient is another ``where`` with a tensor of zeros, so each dropout costs
 three passes over the activations in each direction.  Multiplying by a
 ready-made mask ``keep / (1 - rate)`` gives the same numbers (same seed, same
 uniform draw, same mask) with one pass, and its gradient is one
-multiplication too: 1 ms of a 44 ms training step of the recipe's model,
-which drops out three [20, 35, 200] tensors per step.
+multiplication too; the recipe's model drops out three [20, 35, 200] tensors
+per step.
 
 On a CPU, lm_app's native kernel (:mod:`lm_app.native`) draws TensorFlow's
 own Philox numbers for the seed, several counters at once in vector
