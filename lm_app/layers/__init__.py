@@ -2,7 +2,7 @@
 from .attention import Attention
 from .bidirectional import bidirectional
 from .cells import CELLS
-from .dropout import Dropout
+from .dropout import RNN, Dropout
 from .gru import GRUCell
 from .lstm import LSTM, LSTMCell
 from .projection import Logits, project
@@ -11,4 +11,4 @@ from .seq2seq import Decoder, Encoder, padding_mask
 from .time_major import TimeMajor
 
 __all__ = ["CELLS", "Attention", "Decoder", "Dropout", "Encoder", "GRUCell", "LSTM", "LSTMCell",
-           "Logits", "SimpleRNNCell", "TimeMajor", "bidirectional", "padding_mask", "project"]
+           "Logits", "RNN", "SimpleRNNCell", "TimeMajor", "bidirectional", "padding_mask", "project"]

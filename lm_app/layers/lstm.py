@@ -27,16 +27,16 @@ import os
 
 import keras
 from keras import ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from .. import native
+from .dropout import DropoutMasks, RNN
 from .projection import project
 from .time_major import call_time_major
 
 
 @keras.saving.register_keras_serializable(package="lm_app")
-class LSTMCell(keras.layers.Layer, DropoutRNNCell):
-    """One step of an LSTM, for use inside ``keras.layers.RNN``; state is ``[h, c]``.
+class LSTMCell(keras.layers.Layer, DropoutMasks):
+    """One step of an LSTM, for use inside :class:`lm_app.layers.RNN`; state is ``[h, c]``.
 
     Args:
         units: size of the hidden and the cell state.
@@ -92,9 +92,9 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
     def call(self, inputs, states, training=False):
         h_prev, c_prev = states[0], states[1]
         if training and self.dropout > 0:
-            inputs = inputs * self.get_dropout_mask(inputs)
+            inputs = inputs * self.dropout_mask()
         if training and self.recurrent_dropout > 0:
-            h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
+            h_prev = h_prev * self.recurrent_dropout_mask()
         # Same order of additions as Keras, so that the sums round the same way.
         z = ops.matmul(inputs, self.kernel)
         z = ops.add(z, ops.matmul(h_prev, self.recurrent_kernel))
@@ -269,7 +269,7 @@ def _recurrence(z_x, h0, c0, recurrent_kernel, loops=None):
 class LSTM(keras.layers.Layer):
     """A whole-sequence LSTM on :class:`LSTMCell`, with faster paths for unmasked input.
 
-    The readable path is ``keras.layers.RNN(LSTMCell)``: one step at a time,
+    The readable path is ``RNN(LSTMCell)`` (:class:`lm_app.layers.RNN`): one step at a time,
     with masks and recurrent dropout.  Where neither is needed (a language
     model reading an unpadded stream), the same weights run leaner loops: the
     input projection ``x_t W + b`` of every step is one matmul before the loop,
@@ -304,7 +304,7 @@ class LSTM(keras.layers.Layer):
         self.fused = fused
         self.cell = LSTMCell(units, peephole=peephole, forget_bias=forget_bias, dropout=dropout,
                              recurrent_dropout=recurrent_dropout, seed=seed, name="cell")
-        self.rnn = keras.layers.RNN(self.cell, return_sequences=return_sequences,
+        self.rnn = RNN(self.cell, return_sequences=return_sequences,
                                     return_state=return_state, name="rnn")
         self.supports_masking = True
 
@@ -330,14 +330,15 @@ class LSTM(keras.layers.Layer):
         # Time first for the loop.  Transposing the input, not the projection, moves a quarter
         # of the bytes; a time-major caller (the stream model) spares both transposes.
         x = inputs if self.time_major else tf.transpose(inputs, [1, 0, 2])
-        if training and cell.dropout > 0:
-            x = x * cell.get_dropout_mask(x[0])[None]
-            cell.reset_dropout_mask()
         batch = ops.shape(x)[1]
         if initial_state is None:
             h0 = c0 = ops.zeros((batch, self.units), dtype=inputs.dtype)
         else:
             h0, c0 = initial_state
+        if training and cell.dropout > 0:  # (recurrent_dropout is 0 on this path)
+            cell.draw_dropout_masks(x[0], h0)
+            x = x * cell.dropout_mask()[None]
+            cell.clear_dropout_masks()
         z_x = project(x, cell.kernel, cell.bias, training)  # every step's input projection at once
         recurrent = tf.convert_to_tensor(cell.recurrent_kernel)
         if training and not cell.peephole:
