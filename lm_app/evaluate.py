@@ -7,7 +7,6 @@ the first is predicted; a window model predicts every token that has a full
 window before it in its file.  Files are read through ``tf.data``, never held
 whole, so a corpus larger than memory works.
 """
-import math
 import time
 from pathlib import Path
 
@@ -101,7 +100,7 @@ def score(model, cfg, vocab, files, batch_size=256):
     return {
         "tokens": int(sums[3]),
         "cross_entropy": nll,
-        "perplexity": math.exp(min(nll, 700)),
+        "perplexity": losses.perplexity(nll),
         "accuracy": sums[1] / sums[3],
         "top5": sums[2] / sums[3],
         "unk_share": unk / sums[3],

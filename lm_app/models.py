@@ -18,10 +18,8 @@ from keras import ops
 from . import losses
 from .config import ONEHOT, ONEHOT_ONLY
 from .errors import UsageError
-from .layers import (LSTM, Attention, Decoder, Dropout, Encoder, GRUCell, Logits, LSTMCell,
-                     SimpleRNNCell, TimeMajor, padding_mask, project)
-
-CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
+from .layers import (CELLS, LSTM, RNN, Attention, Decoder, Dropout, Encoder, Logits, TimeMajor,
+                     padding_mask, project)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # the input kernel of a cell is (inputs, GATES * units)
 
 
@@ -36,7 +34,7 @@ def make_cell(arch, units, dropout=0.0, seed=None, peephole=False):
 
 def recurrent_layer(arch, units, dropout=0.0, seed=None, peephole=False, return_sequences=True,
                     return_state=False, name=None, time_major=False):
-    """Our LSTM layer (with its fused fast path) or ``keras.layers.RNN`` around our cell.
+    """Our LSTM layer (with its fused fast path) or our ``RNN`` around our cell.
 
     ``time_major``: sequences come and go as ``[time, batch, features]``
     (``keras.layers.RNN`` has no such option, so it is given transposed input).
@@ -46,8 +44,7 @@ def recurrent_layer(arch, units, dropout=0.0, seed=None, peephole=False, return_
         return LSTM(units, peephole=peephole, dropout=dropout, seed=seed, name=name,
                     return_sequences=return_sequences, return_state=return_state,
                     time_major=time_major)
-    rnn = keras.layers.RNN(cell, return_sequences=return_sequences, return_state=return_state,
-                           name=name)
+    rnn = RNN(cell, return_sequences=return_sequences, return_state=return_state, name=name)
     return TimeMajor(rnn) if time_major else rnn
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lm_app.losses import projected_token_losses, token_losses, totals
+from lm_app.losses import perplexity, projected_token_losses, token_losses, totals
 
 
 def reference(labels, logits):
@@ -68,3 +68,9 @@ def test_totals_sum_losses_and_count_top1_top5_and_tokens():
     got = totals(tf.constant([1.0, 2.0, 3.5]), tf.constant([0, 4, 5]))
     assert got.dtype == tf.float64
     np.testing.assert_array_equal(got.numpy(), [6.5, 1, 2, 3])
+
+
+def test_perplexity_is_exp_of_the_loss_and_stays_finite_when_training_diverged():
+    assert perplexity(0.0) == 1.0
+    assert perplexity(np.log(120.0)) == pytest.approx(120.0)
+    assert perplexity(750.0) == perplexity(700.0) == np.exp(700.0)  # math.exp(750) would raise

@@ -1,7 +1,8 @@
 """The project's own Keras layers, one file per family, each with its equations."""
 from .attention import Attention
 from .bidirectional import bidirectional
-from .dropout import Dropout
+from .cells import CELLS
+from .dropout import RNN, Dropout
 from .gru import GRUCell
 from .lstm import LSTM, LSTMCell
 from .projection import Logits, project
@@ -9,5 +10,5 @@ from .rnn import SimpleRNNCell
 from .seq2seq import Decoder, Encoder, padding_mask
 from .time_major import TimeMajor
 
-__all__ = ["Attention", "Decoder", "Dropout", "Encoder", "GRUCell", "LSTM", "LSTMCell", "Logits",
-           "SimpleRNNCell", "TimeMajor", "bidirectional", "padding_mask", "project"]
+__all__ = ["CELLS", "Attention", "Decoder", "Dropout", "Encoder", "GRUCell", "LSTM", "LSTMCell",
+           "Logits", "RNN", "SimpleRNNCell", "TimeMajor", "bidirectional", "padding_mask", "project"]

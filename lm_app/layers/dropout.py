@@ -5,15 +5,19 @@ gradient is another ``where`` with a tensor of zeros, so each dropout costs
 three passes over the activations in each direction.  Multiplying by a
 ready-made mask ``keep / (1 - rate)`` gives the same numbers (same seed, same
 uniform draw, same mask) with one pass, and its gradient is one
-multiplication too: 1 ms of a 44 ms training step of the recipe's model,
-which drops out three [20, 35, 200] tensors per step.
+multiplication too; the recipe's model drops out three [20, 35, 200] tensors
+per step.
 
 On a CPU, lm_app's native kernel (:mod:`lm_app.native`) draws TensorFlow's
 own Philox numbers for the seed, several counters at once in vector
 registers, and applies the mask in the same pass, time-major order
 included: the same masks and outputs, bit for bit, as the ops above.
+
+Recurrent cells drop out with one mask per sequence instead
+(:class:`DropoutMasks`), drawn by :class:`RNN` before its loop.
 """
 import keras
+from keras import ops
 
 from .. import native
 
@@ -62,3 +66,65 @@ def _native_dropout(kernels, inputs, seed, rate, time_major):
         return y, lambda dy: dy * mask
 
     return drop(inputs)
+
+
+class DropoutMasks:
+    """One dropout mask per sequence for a recurrent cell: ``dropout`` on its input, ``recurrent_dropout`` on ``h``.
+
+    Gal & Ghahramani (2016): the same units stay off at every step.  This is
+    what Keras' private ``DropoutRNNCell`` does for its own cells, drawn the
+    same way (``keras.random.dropout`` of ones from the cell's
+    ``seed_generator``, the input's mask first), so the masks are the same
+    bits.  The masks must be drawn before the loop, not inside it, where each
+    step would draw anew; ``keras.layers.RNN`` does that only for its own
+    cells, hence :class:`RNN`.  The cell needs ``units``, ``dropout``,
+    ``recurrent_dropout`` and ``seed_generator``.
+    """
+
+    _input_mask = _state_mask = None
+
+    def draw_dropout_masks(self, step_input, state):
+        """This sequence's masks, shaped like one step's input and like ``h``."""
+        def draw(like, rate):
+            if rate == 0:
+                return None
+            return keras.random.dropout(ops.ones_like(like), rate=rate, seed=self.seed_generator)
+
+        self._input_mask = draw(step_input, self.dropout)
+        self._state_mask = draw(state, self.recurrent_dropout)
+
+    def clear_dropout_masks(self):
+        self._input_mask = self._state_mask = None
+
+    def dropout_mask(self):
+        return self._drawn(self._input_mask)
+
+    def recurrent_dropout_mask(self):
+        return self._drawn(self._state_mask)
+
+    def _drawn(self, mask):
+        if mask is None:
+            raise RuntimeError(f"{type(self).__name__} with dropout trains inside lm_app.layers.RNN, which "
+                               "draws one mask per sequence (keras.layers.RNN does not, for our cells)")
+        return mask
+
+
+@keras.saving.register_keras_serializable(package="lm_app")
+class RNN(keras.layers.RNN):
+    """``keras.layers.RNN`` that also draws a :class:`DropoutMasks` cell's masks before the loop.
+
+    Where and when Keras draws its own cells' masks: on every call, training
+    or not, the input's first, so that the seed generators advance as they
+    always did and a seed gives the same run.
+    """
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        cell = self.cell
+        if not isinstance(cell, DropoutMasks):
+            return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        state = ops.zeros((ops.shape(sequences)[0], cell.units), dtype=cell.compute_dtype)
+        cell.draw_dropout_masks(sequences[:, 0, :], state)
+        try:
+            return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        finally:
+            cell.clear_dropout_masks()

@@ -20,12 +20,13 @@ z, r, h; ``bias`` is (2, 3*units) (input bias, recurrent bias) with
 """
 import keras
 from keras import ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+from .dropout import DropoutMasks
 
 
 @keras.saving.register_keras_serializable(package="lm_app")
-class GRUCell(keras.layers.Layer, DropoutRNNCell):
-    """One step of a GRU, for use inside ``keras.layers.RNN``.
+class GRUCell(keras.layers.Layer, DropoutMasks):
+    """One step of a GRU, for use inside :class:`lm_app.layers.RNN`.
 
     Args:
         units: size of the hidden state.
@@ -66,9 +67,9 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
         h_rec = h_prev
         if training and self.dropout > 0:
-            inputs = inputs * self.get_dropout_mask(inputs)
+            inputs = inputs * self.dropout_mask()
         if training and self.recurrent_dropout > 0:
-            h_rec = h_prev * self.get_recurrent_dropout_mask(h_prev)
+            h_rec = h_prev * self.recurrent_dropout_mask()
         units = self.units
         if self.reset_after:
             input_bias, recurrent_bias = self.bias[0], self.bias[1]

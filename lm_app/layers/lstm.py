@@ -27,16 +27,16 @@ import os
 
 import keras
 from keras import ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from .. import native
+from .dropout import DropoutMasks, RNN
 from .projection import project
 from .time_major import call_time_major
 
 
 @keras.saving.register_keras_serializable(package="lm_app")
-class LSTMCell(keras.layers.Layer, DropoutRNNCell):
-    """One step of an LSTM, for use inside ``keras.layers.RNN``; state is ``[h, c]``.
+class LSTMCell(keras.layers.Layer, DropoutMasks):
+    """One step of an LSTM, for use inside :class:`lm_app.layers.RNN`; state is ``[h, c]``.
 
     Args:
         units: size of the hidden and the cell state.
@@ -92,25 +92,19 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
     def call(self, inputs, states, training=False):
         h_prev, c_prev = states[0], states[1]
         if training and self.dropout > 0:
-            inputs = inputs * self.get_dropout_mask(inputs)
+            inputs = inputs * self.dropout_mask()
         if training and self.recurrent_dropout > 0:
-            h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
+            h_prev = h_prev * self.recurrent_dropout_mask()
         # Same order of additions as Keras, so that the sums round the same way.
         z = ops.matmul(inputs, self.kernel)
         z = ops.add(z, ops.matmul(h_prev, self.recurrent_kernel))
         z = ops.add(z, self.bias)
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
-        if self.peephole:
-            z_i = z_i + self.peephole_i * c_prev
-            z_f = z_f + self.peephole_f * c_prev
-        i = ops.sigmoid(z_i)
-        f = ops.sigmoid(z_f)
-        c = f * c_prev + i * ops.tanh(z_c)
-        if self.peephole:
-            z_o = z_o + self.peephole_o * c
-        o = ops.sigmoid(z_o)
-        h = o * ops.tanh(c)
+        h, c, _ = lstm_step(z, c_prev, self.peepholes())
         return h, [h, c]
+
+    def peepholes(self):
+        """``(p_i, p_f, p_o)`` for :func:`lstm_step`, or None without peepholes."""
+        return (self.peephole_i, self.peephole_f, self.peephole_o) if self.peephole else None
 
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(2)]
@@ -127,6 +121,26 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         }
 
 
+def lstm_step(z, c_prev, peepholes=None):
+    """``(h_t, c_t, (i, f, g, o))`` from the pre-activations ``z = x_t W + h_{t-1} U + b``: the module's equations.
+
+    The one Python copy of them: the cell, the training loop and the
+    inference scan all step through here (the native kernel is the other,
+    tested equal).  ``peepholes`` is ``(p_i, p_f, p_o)`` or None.
+    """
+    z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+    if peepholes is not None:
+        p_i, p_f, p_o = peepholes
+        z_i = z_i + p_i * c_prev
+        z_f = z_f + p_f * c_prev
+    i, f, g = ops.sigmoid(z_i), ops.sigmoid(z_f), ops.tanh(z_c)
+    c = f * c_prev + i * g
+    if peepholes is not None:
+        z_o = z_o + p_o * c
+    o = ops.sigmoid(z_o)
+    return o * ops.tanh(c), c, (i, f, g, o)
+
+
 def _tf():
     import tensorflow as tf  # only the fast path needs it; the cell stays backend-neutral
 
@@ -139,10 +153,8 @@ def _forward(z_x, h0, c0, recurrent_kernel):
 
     def step(carry, z_t):
         h, c, _ = carry
-        z_i, z_f, z_c, z_o = tf.split(z_t + tf.matmul(h, recurrent_kernel), 4, axis=-1)
-        i, f, g, o = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.tanh(z_c), tf.sigmoid(z_o)
-        c = f * c + i * g
-        return o * tf.tanh(c), c, tf.concat([i, f, g, o], -1)
+        h, c, gates = lstm_step(z_t + tf.matmul(h, recurrent_kernel), c)
+        return h, c, tf.concat(gates, -1)
 
     return tf.scan(step, z_x, initializer=(h0, c0, tf.zeros_like(z_x[0])))
 
@@ -155,7 +167,7 @@ def _backward(dhs, dc_last, hs, cs, gates, h0, c0, recurrent_kernel):
     all steps at once before the loop, which keeps each step to two
     multiply-adds, one product and ``dz_t U^T``.  The weight gradient
     ``dU = sum_t h_{t-1}^T dz_t`` is one large matmul over all steps after the
-    loop (:func:`_recurrent_kernel_gradient`), instead of 35 small ones.
+    loop (:func:`_recurrent_kernel_gradient`), instead of a small one per step.
     """
     tf = _tf()
     c_prev = tf.concat([c0[None], cs[:-1]], 0)
@@ -197,10 +209,8 @@ def lstm_recurrence(z_x, h0, c0, recurrent_kernel):
     gates) instead of letting autodiff rebuild it op by op.  On a CPU the loops
     are lm_app's native kernels (:mod:`lm_app.native`): rows never interact,
     so each core runs the whole sequence for its share of the batch, at the
-    core's full matmul speed.  Measured here on the recipe's model (2 x 200
-    units, 35 steps x 20), a whole training step went from 35.2 to 29.7 ms
-    against the XLA loops below, which remain for GPUs and for machines where
-    the kernels cannot be built.
+    core's full matmul speed.  The XLA loops below remain for GPUs and for
+    machines where the kernels cannot be built (``bench/`` times both).
     """
     tf = _tf()
     kernels = native.ops()
@@ -259,7 +269,7 @@ def _recurrence(z_x, h0, c0, recurrent_kernel, loops=None):
 class LSTM(keras.layers.Layer):
     """A whole-sequence LSTM on :class:`LSTMCell`, with faster paths for unmasked input.
 
-    The readable path is ``keras.layers.RNN(LSTMCell)``: one step at a time,
+    The readable path is ``RNN(LSTMCell)`` (:class:`lm_app.layers.RNN`): one step at a time,
     with masks and recurrent dropout.  Where neither is needed (a language
     model reading an unpadded stream), the same weights run leaner loops: the
     input projection ``x_t W + b`` of every step is one matmul before the loop,
@@ -294,7 +304,7 @@ class LSTM(keras.layers.Layer):
         self.fused = fused
         self.cell = LSTMCell(units, peephole=peephole, forget_bias=forget_bias, dropout=dropout,
                              recurrent_dropout=recurrent_dropout, seed=seed, name="cell")
-        self.rnn = keras.layers.RNN(self.cell, return_sequences=return_sequences,
+        self.rnn = RNN(self.cell, return_sequences=return_sequences,
                                     return_state=return_state, name="rnn")
         self.supports_masking = True
 
@@ -320,14 +330,15 @@ class LSTM(keras.layers.Layer):
         # Time first for the loop.  Transposing the input, not the projection, moves a quarter
         # of the bytes; a time-major caller (the stream model) spares both transposes.
         x = inputs if self.time_major else tf.transpose(inputs, [1, 0, 2])
-        if training and cell.dropout > 0:
-            x = x * cell.get_dropout_mask(x[0])[None]
-            cell.reset_dropout_mask()
         batch = ops.shape(x)[1]
         if initial_state is None:
             h0 = c0 = ops.zeros((batch, self.units), dtype=inputs.dtype)
         else:
             h0, c0 = initial_state
+        if training and cell.dropout > 0:  # (recurrent_dropout is 0 on this path)
+            cell.draw_dropout_masks(x[0], h0)
+            x = x * cell.dropout_mask()[None]
+            cell.clear_dropout_masks()
         z_x = project(x, cell.kernel, cell.bias, training)  # every step's input projection at once
         recurrent = tf.convert_to_tensor(cell.recurrent_kernel)
         if training and not cell.peephole:
@@ -343,18 +354,12 @@ class LSTM(keras.layers.Layer):
 
     def _scan(self, z_x, h0, c0, recurrent):
         tf = _tf()
-        cell = self.cell
+        peepholes = self.cell.peepholes()
 
         def step(carry, z_t):
             h, c = carry
-            z_i, z_f, z_c, z_o = tf.split(z_t + tf.matmul(h, recurrent), 4, axis=-1)
-            if cell.peephole:
-                z_i = z_i + cell.peephole_i * c
-                z_f = z_f + cell.peephole_f * c
-            c = tf.sigmoid(z_f) * c + tf.sigmoid(z_i) * tf.tanh(z_c)
-            if cell.peephole:
-                z_o = z_o + cell.peephole_o * c
-            return tf.sigmoid(z_o) * tf.tanh(c), c
+            h, c, _ = lstm_step(z_t + tf.matmul(h, recurrent), c, peepholes)
+            return h, c
 
         hs, cs = tf.scan(step, z_x, initializer=(h0, c0))
         return hs, cs[-1]

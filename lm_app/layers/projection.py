@@ -6,8 +6,7 @@ below waits for it before its own backward loop can start, while nothing
 waits for ``dW`` until the optimizer runs.  Left to itself, TensorFlow runs
 both at once and they share the two cores, so ``dx`` arrives late.  Here
 ``dW`` starts only after ``dx``, and overlaps the loop below, which uses one
-core.  For the recipe's softmax layer (700 x 200 x 3,617) that saved 2 ms
-of a 47 ms training step on this 2-core machine, measured side by side.
+core.
 (The stream model's softmax layer now trains through
 :func:`lm_app.losses.projected_token_losses`, fused with its loss, in the
 same order; the LSTM's input projections use this one.)

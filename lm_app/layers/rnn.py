@@ -11,12 +11,13 @@ Weights are laid out exactly as ``keras.layers.SimpleRNNCell`` lays them out
 """
 import keras
 from keras import ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+from .dropout import DropoutMasks
 
 
 @keras.saving.register_keras_serializable(package="lm_app")
-class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
-    """One step of a simple RNN, for use inside ``keras.layers.RNN``.
+class SimpleRNNCell(keras.layers.Layer, DropoutMasks):
+    """One step of a simple RNN, for use inside :class:`lm_app.layers.RNN`.
 
     Args:
         units: size of the hidden state.
@@ -51,9 +52,9 @@ class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
     def call(self, inputs, states, training=False):
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
         if training and self.dropout > 0:
-            inputs = inputs * self.get_dropout_mask(inputs)
+            inputs = inputs * self.dropout_mask()
         if training and self.recurrent_dropout > 0:
-            h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
+            h_prev = h_prev * self.recurrent_dropout_mask()
         h = self.activation(
             ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel) + self.bias
         )

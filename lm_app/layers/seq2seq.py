@@ -34,11 +34,9 @@ from keras import ops
 
 from .attention import Attention
 from .bidirectional import bidirectional as make_bidirectional
-from .gru import GRUCell
-from .lstm import LSTMCell
-from .rnn import SimpleRNNCell
+from .cells import CELLS
+from .dropout import RNN
 
-CELLS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": SimpleRNNCell}
 PAD = 0
 
 
@@ -115,8 +113,7 @@ class Encoder(_EmbeddedCell):
                                                name="bridge_h" if i == 0 else "bridge_c")
                             for i in range(n_states)]
         else:
-            self.rnn = keras.layers.RNN(cell_class(units), return_sequences=True,
-                                        return_state=True)
+            self.rnn = RNN(cell_class(units), return_sequences=True, return_state=True)
             self.bridges = []
 
     def build(self, ids_shape):

@@ -2,7 +2,7 @@
 
 Why: the recipe's training step spends most of its time outside the large
 matrix products, in the LSTM's 35 small steps.  XLA ran each step's
-``[10, 200] x [200, 800]`` product at a third of a core's speed; the kernels
+``[10, 200] x [200, 800]`` product well below a core's peak; the kernels
 in ``kernels.cc`` run it at the core's peak (see that file).
 
 The library is built with the system's C++ compiler (``$CXX``, else ``g++``

@@ -3,6 +3,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lm_app.layers import RNN
+
 BATCH, STEPS, FEATURES, UNITS = 4, 6, 3, 5
 
 
@@ -33,7 +35,7 @@ def assert_matches_builtin(builtin, cell, return_sequences, seed=0, atol=1e-5):
     ``builtin`` is e.g. ``keras.layers.LSTM(UNITS, return_sequences=..., return_state=True)``.
     """
     x, mask = masked_batch(seed)
-    ours = keras.layers.RNN(cell, return_sequences=return_sequences, return_state=True)
+    ours = RNN(cell, return_sequences=return_sequences, return_state=True)
     builtin(x, mask=mask)
     ours(x, mask=mask)
     randomize(builtin, seed + 1)
@@ -74,7 +76,7 @@ def max_numeric_gradient_error(cell, seed=0, delta=1e-5):
     as well as those of the inputs and the initial state.
     """
     rng = np.random.default_rng(seed)
-    rnn = keras.layers.RNN(cell, return_sequences=True, dtype="float64")
+    rnn = RNN(cell, return_sequences=True, dtype="float64")
     x = tf.constant(rng.normal(size=(2, 4, FEATURES)))
     rnn(x)
     randomize(rnn, seed + 1)
@@ -98,7 +100,7 @@ def max_numeric_gradient_error(cell, seed=0, delta=1e-5):
 def assert_round_trip(cell, tmp_path):
     """A model with the cell, saved to ``.keras`` and loaded back, computes the same; returns it."""
     inputs = keras.Input((STEPS, FEATURES))
-    hidden = keras.layers.RNN(cell, return_sequences=True)(inputs)
+    hidden = RNN(cell, return_sequences=True)(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
     randomize(model)
     x, _ = masked_batch()
@@ -114,10 +116,10 @@ def assert_round_trip(cell, tmp_path):
 def assert_dropout_behaves(make_cell, dropout, recurrent_dropout):
     """Training with dropout changes outputs, reproducibly with a seed; inference is untouched."""
     x, _ = masked_batch()
-    layers = [keras.layers.RNN(make_cell(dropout=dropout, recurrent_dropout=recurrent_dropout,
+    layers = [RNN(make_cell(dropout=dropout, recurrent_dropout=recurrent_dropout,
                                          seed=seed), return_sequences=True)
               for seed in (7, 7, 8)]
-    plain = keras.layers.RNN(make_cell(), return_sequences=True)
+    plain = RNN(make_cell(), return_sequences=True)
     plain(x)
     randomize(plain)
     for layer in layers:
@@ -141,7 +143,7 @@ def assert_matches_numpy_bptt(cell, forward, backward, seed=3):
     x = rng.normal(size=(3, 7, 4))
     h0 = 0.5 * rng.normal(size=(3, UNITS))
     G = rng.normal(size=(3, 7, UNITS))
-    rnn = keras.layers.RNN(cell, return_sequences=True, dtype="float64")
+    rnn = RNN(cell, return_sequences=True, dtype="float64")
     rnn(x)
     randomize(rnn, scale=0.7)  # non-zero biases, so that their paths are exercised
     weights = [v.numpy() for v in rnn.trainable_variables]

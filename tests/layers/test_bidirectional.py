@@ -3,11 +3,9 @@ import keras
 import numpy as np
 import pytest
 
-from lm_app.layers import GRUCell, LSTMCell, SimpleRNNCell, bidirectional
+from lm_app.layers import CELLS, GRUCell, LSTMCell, bidirectional
 
 from .common import FEATURES, UNITS, masked_batch, randomize
-
-CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
 
 
 @pytest.mark.parametrize("return_sequences", [True, False])

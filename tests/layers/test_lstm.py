@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from lm_app.layers import LSTMCell
+from lm_app.layers.lstm import lstm_step
 from lm_app.numpy_reference import lstm_backward, lstm_forward
 
 from .common import (FEATURES, UNITS, assert_dropout_behaves, assert_matches_builtin,
@@ -54,6 +55,23 @@ def test_peephole_matches_numpy_forward_and_bptt():
     for name, got in zip(names, grads):
         np.testing.assert_allclose(got.numpy(), ref[name], rtol=0, atol=1e-5, err_msg=name)
         assert np.abs(ref[name]).max() > 1e-2, name
+
+
+@pytest.mark.parametrize("peephole", [False, True])
+def test_the_shared_step_is_the_numpy_step_gates_included(peephole):
+    """lstm_step, which the cell, the training loop and the inference scan all call, is one NumPy step."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(3, 1, 4))
+    h0, c0 = 0.5 * rng.normal(size=(2, 3, UNITS))
+    W, U = rng.normal(size=(4, 4 * UNITS)), rng.normal(size=(UNITS, 4 * UNITS))
+    b = rng.normal(size=4 * UNITS)
+    peepholes = tuple(rng.normal(size=(3, UNITS))) if peephole else None
+    h, c, gates = lstm_step(tf.constant(x[:, 0] @ W + h0 @ U + b), tf.constant(c0), peepholes)
+
+    _, ref_h, ref_c, [(_, _, *ref_gates, _)] = lstm_forward(x, h0, c0, W, U, b,
+                                                          *(peepholes or np.zeros((3, UNITS))))
+    for got, want in zip((h, c, *gates), (ref_h, ref_c, *ref_gates)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("peephole", [False, True])
