@@ -1,8 +1,7 @@
-"""Process-level helpers shared by the command line and the commands' own modules.
+"""Process-level helpers: argument types, and loading TensorFlow quietly.
 
-It imports nothing of lm_app, so ``serve`` and ``tflite`` can declare their
-arguments and load TensorFlow quietly without importing ``cli`` (which
-imports them).
+It imports nothing of lm_app, so the library modules can load TensorFlow
+without importing ``cli``, which sits on top of them all.
 """
 import argparse
 import contextlib
@@ -21,6 +20,13 @@ def non_negative_int(value):
     n = int(value)
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return n
+
+
+def port_number(value):
+    n = int(value)
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0: any free port), got {value}")
     return n
 
 
