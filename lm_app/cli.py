@@ -16,7 +16,7 @@ import sys
 import time
 
 from .errors import UsageError
-from .process import import_tensorflow, non_negative_int, port_number, positive_float, positive_int
+from .process import import_tensorflow, non_negative_int, port_number
 from .text import has_words
 
 PROG = "lm_app"
@@ -100,10 +100,11 @@ def text_argument(text, what, mode=None):
 
 
 def cmd_predict(args):
-    if args.attention_png and not args.show_attention:
-        raise UsageError("--attention-png acts with --show-attention only")
-    args.attention_png = args.attention_png or "attention.png"
     from . import predict
+    from .config import PredictConfig
+
+    PredictConfig(args.top_k, args.show_attention, args.attention_png).validate()
+    args.attention_png = args.attention_png or "attention.png"
 
     args.text = text_argument(args.text, "predict from", predict.model_mode(args.model_dir))
     import_tensorflow()
@@ -128,13 +129,15 @@ def cmd_predict(args):
 
 
 def cmd_generate(args):
-    from .generate import Generator, decoding_options
+    from .config import GenerateConfig
+    from .generate import Generator
     from .predict import model_mode, shown
 
     args.text = text_argument(args.text, "continue", model_mode(args.model_dir))
-    options = decoding_options(args.temperature, args.top_k, args.top_p, args.beam, args.greedy, args.seed)
+    settings = GenerateConfig(args.words, args.temperature, args.top_k, args.top_p, args.beam, args.greedy,
+                              args.seed).validate()  # before TensorFlow loads
     import_tensorflow()
-    result = Generator(args.model_dir).generate(args.text, args.words, **options)
+    result = Generator(args.model_dir).generate(args.text, **dataclasses.asdict(settings))
     if args.json:
         print(json.dumps(result))
     else:
@@ -204,7 +207,7 @@ def add_serve_parser(sub, model_dir_default):
                    help="model name in the URLs, /v1/models/NAME (default: %(default)s)")
     for limit in dataclasses.fields(Limits):
         p.add_argument("--" + limit.name.replace("_", "-"), default=limit.default,
-                       type=positive_int if limit.type is int else positive_float,
+                       type=int if limit.type is int else float,
                        metavar=limit.metadata["metavar"],
                        help=f"{limit.metadata['help']} (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
@@ -350,7 +353,7 @@ def make_parser():
                        "using only the exported SavedModel.")
     p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
-    p.add_argument("--top-k", type=positive_int, default=None,
+    p.add_argument("--top-k", type=int, default=None,
                    help="words to list, at most the model's exported top-k (train --top-k) "
                    "(default: 5, or the model's top-k if that is fewer)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -369,7 +372,7 @@ def make_parser():
                        "sample: the sampling flags are refused beside them.")
     p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
-    p.add_argument("--words", type=positive_int, default=10, help="words to add (default: %(default)s)")
+    p.add_argument("--words", type=int, default=10, help="words to add (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=None,
                    help="below 1 sharper, above 1 flatter, 0 greedy (default: 1)")
     p.add_argument("--top-k", type=int, default=None,

@@ -9,13 +9,6 @@ import os
 import sys
 
 
-def positive_int(value):
-    n = int(value)
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return n
-
-
 def non_negative_int(value):
     n = int(value)
     if n < 0:
@@ -28,13 +21,6 @@ def port_number(value):
     if not 0 <= n <= 65535:
         raise argparse.ArgumentTypeError(f"must be in 0..65535 (0: any free port), got {value}")
     return n
-
-
-def positive_float(value):
-    x = float(value)
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return x
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ import dataclasses
 import json
 import re
 
+from .config import check_ranges
 from .errors import UsageError
 from .text import has_words
 
@@ -91,11 +92,18 @@ class Limits:
     deadline: float = _limit(DEFAULT_DEADLINE, "SECONDS",
                              "answer 504 to a request the model has not answered in this time")
 
+    def validate(self):
+        check_ranges(self, [(limit.name, getattr(self, limit.name) > 0,
+                             "must be a positive integer" if limit.type is int else "must be positive")
+                            for limit in dataclasses.fields(self)])
+        return self
+
 
 def run(model_dir, host="127.0.0.1", port=DEFAULT_PORT, name=DEFAULT_NAME, limits=None):
     """Serve ``model_dir`` until SIGINT or SIGTERM: what ``lm_app serve`` runs."""
     if not re.fullmatch(r"[^/:\s]+", name):
         raise UsageError(f"--name must not contain '/', ':' or spaces, got {name!r}")
+    limits = dataclasses.replace(limits or Limits()).validate()
     # Take the port first: a port in use fails at once, not after seconds of model loading.
     sock = listen(host, port)
     try:
@@ -108,7 +116,6 @@ def run(model_dir, host="127.0.0.1", port=DEFAULT_PORT, name=DEFAULT_NAME, limit
 
         loaded = predict.load_model(model_dir)
         model = ServedModel(loaded, name, model_dir)
-        limits = dataclasses.replace(limits or Limits())
         limits.max_connections = open_files_for(limits.max_connections)
         asyncio.run(serve_forever(model, model_dir, sock, host, limits))
     finally:
