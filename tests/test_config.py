@@ -154,3 +154,22 @@ def test_the_other_commands_library_functions_get_their_checks_too(tmp_path):
         serve.run(tmp_path, port=0, limits=serve.Limits(max_queue=0))
     with pytest.raises(UsageError, match="--top-k must be a positive integer, got 0"):
         predict.predict(None, ["the cat"], top_k=0)
+
+
+def test_each_settings_rule_is_worded_in_config_only():
+    """#13.3: a rule on a train, generate or predict flag ("--hidden must ...") is written once, in config.py.
+
+    Library functions past validate() keep assertions, not a second wording that could disagree.
+    """
+    import dataclasses
+    import re
+
+    from lm_app.config import GenerateConfig, PredictConfig
+    from tests.conftest import ROOT
+
+    flags = {"--" + f.name.replace("_", "-") for cls in (TrainConfig, GenerateConfig, PredictConfig)
+             for f in dataclasses.fields(cls)}
+    elsewhere = [f"{path.relative_to(ROOT)}: {m[0]}" for path in (ROOT / "lm_app").rglob("*.py")
+                 if path.name != "config.py"
+                 for m in re.finditer(r"(--[a-z-]+) (must|needs)\b", path.read_text()) if m[1] in flags]
+    assert elsewhere == []
