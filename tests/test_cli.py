@@ -94,6 +94,9 @@ def test_train_help_groups_its_flags_by_what_they_affect():
     assert flags <= set().union(*(groups[t] for t in ("data", "model", "optimisation", "run control",
                                                       "distribution")))
     assert "data:" in train.format_help()
+    # the groups keep --resume's rule: a setting not typed is absent, so the run's own value stands
+    typed = vars(make_parser().parse_args(["train", "--hidden", "8", "--strategy", "mirrored"]))
+    assert set(typed) == {"command", "func", "resume", "fresh", "force", "hidden", "strategy"}
 
 
 def test_the_cli_loads_no_command_module_until_a_command_runs():
