@@ -13,10 +13,9 @@ import json
 import os
 import signal
 import sys
-import time
 
 from .errors import UsageError
-from .process import import_tensorflow, non_negative_int, port_number
+from .process import ByteProgress, import_tensorflow, non_negative_int, port_number
 from .text import has_words
 
 PROG = "lm_app"
@@ -25,27 +24,6 @@ PROG = "lm_app"
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-class ByteProgress:
-    """A one-line progress bar on a terminal; silent when stderr is a file or pipe."""
-
-    def __init__(self, total, label):
-        self.total, self.label, self.done = max(total, 1), label, 0
-        self.enabled = sys.stderr.isatty()
-        self.start = time.monotonic()
-
-    def __call__(self, nbytes):
-        self.done += nbytes
-        if self.enabled:
-            share = min(self.done / self.total, 1.0)
-            bar = "#" * int(share * 30)
-            rate = self.done / 1e6 / max(time.monotonic() - self.start, 1e-9)
-            print(f"\r{self.label} [{bar:<30}] {share:4.0%} {rate:6.1f} MB/s", end="", file=sys.stderr)
-
-    def close(self):
-        if self.enabled:
-            print(file=sys.stderr)
 
 
 def cmd_build_dict(args):
@@ -268,8 +246,7 @@ def make_parser():
     g.add_argument("--preset", default=defaults.preset, choices=tuple(PRESETS),
                    help="start from a named configuration; the flags typed override it. notes: the "
                    f"notes' predictor: {preset_flags('notes')} (default: none)")
-    g.add_argument("--arch", default=defaults.arch,
-                   choices=CHOICES["arch"],
+    g.add_argument("--arch", default=defaults.arch, choices=CHOICES["arch"],
                    help="simple RNN, LSTM or GRU layers; attention: the last state attends over "
                    "the window; seq2seq: an encoder-decoder writing the next --target-len words "
                    "(default: %(default)s)")
@@ -328,8 +305,7 @@ def make_parser():
     g.add_argument("--force", action="store_true",
                    help="with --resume: continue even though the corpus changed since the run started")
     g = p.add_argument_group("distribution", "the devices and machines it trains on")
-    g.add_argument("--strategy", default=defaults.strategy,
-                   choices=CHOICES["strategy"],
+    g.add_argument("--strategy", default=defaults.strategy, choices=CHOICES["strategy"],
                    help="tf.distribute: one device, all local devices (mirrored), or the "
                    "machines of the TF_CONFIG cluster (multi-worker) (default: %(default)s)")
     p.set_defaults(func=cmd_train)

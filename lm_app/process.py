@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 
 
 def non_negative_int(value):
@@ -45,3 +46,24 @@ def import_tensorflow():
         tf.config.list_physical_devices()
         import keras  # noqa: F401
     return tf
+
+
+class ByteProgress:
+    """A one-line progress bar on a terminal; silent when stderr is a file or pipe."""
+
+    def __init__(self, total, label):
+        self.total, self.label, self.done = max(total, 1), label, 0
+        self.enabled = sys.stderr.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, nbytes):
+        self.done += nbytes
+        if self.enabled:
+            share = min(self.done / self.total, 1.0)
+            bar = "#" * int(share * 30)
+            rate = self.done / 1e6 / max(time.monotonic() - self.start, 1e-9)
+            print(f"\r{self.label} [{bar:<30}] {share:4.0%} {rate:6.1f} MB/s", end="", file=sys.stderr)
+
+    def close(self):
+        if self.enabled:
+            print(file=sys.stderr)
