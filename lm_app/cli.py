@@ -1,4 +1,7 @@
-"""Command line: ``python -m lm_app build-dict | train | predict``.
+"""Command line: ``python -m lm_app build-dict | train | evaluate | predict | generate | serve | export``.
+
+Every sub-command's flags are declared here; the modules behind them are
+libraries with plain functions and never import this one.
 
 Bad input ends in one line on stderr and exit code 2, never a traceback.
 TensorFlow is imported only by the commands that need it, so ``--help`` and
@@ -10,11 +13,9 @@ import json
 import os
 import signal
 import sys
-import time
 
-from . import serve, tflite  # their parsers only; they load TensorFlow and aiohttp when run
 from .errors import UsageError
-from .process import import_tensorflow, non_negative_int, positive_int
+from .process import ByteProgress, import_tensorflow, non_negative_int, port_number
 from .text import has_words
 
 PROG = "lm_app"
@@ -23,27 +24,6 @@ PROG = "lm_app"
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-class ByteProgress:
-    """A one-line progress bar on a terminal; silent when stderr is a file or pipe."""
-
-    def __init__(self, total, label):
-        self.total, self.label, self.done = max(total, 1), label, 0
-        self.enabled = sys.stderr.isatty()
-        self.start = time.monotonic()
-
-    def __call__(self, nbytes):
-        self.done += nbytes
-        if self.enabled:
-            share = min(self.done / self.total, 1.0)
-            bar = "#" * int(share * 30)
-            rate = self.done / 1e6 / max(time.monotonic() - self.start, 1e-9)
-            print(f"\r{self.label} [{bar:<30}] {share:4.0%} {rate:6.1f} MB/s", end="", file=sys.stderr)
-
-    def close(self):
-        if self.enabled:
-            print(file=sys.stderr)
 
 
 def cmd_build_dict(args):
@@ -69,9 +49,6 @@ def cmd_build_dict(args):
 def cmd_train(args):
     # Ctrl-C must save and export, even when a parent (a script's background job) ignored SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    if args.bidirectional:
-        raise UsageError("--bidirectional cannot predict the next word: its backward half would "
-                         "read the future words it must predict (use it in encoders only)")
     from .config import TrainConfig
 
     cfg = TrainConfig.from_flags(vars(args))  # the flags not typed are absent: the preset's or the defaults
@@ -101,10 +78,11 @@ def text_argument(text, what, mode=None):
 
 
 def cmd_predict(args):
-    if args.attention_png and not args.show_attention:
-        raise UsageError("--attention-png acts with --show-attention only")
-    args.attention_png = args.attention_png or "attention.png"
     from . import predict
+    from .config import PredictConfig
+
+    PredictConfig(args.top_k, args.show_attention, args.attention_png).validate()
+    args.attention_png = args.attention_png or "attention.png"
 
     args.text = text_argument(args.text, "predict from", predict.model_mode(args.model_dir))
     import_tensorflow()
@@ -129,13 +107,15 @@ def cmd_predict(args):
 
 
 def cmd_generate(args):
-    from .generate import Generator, decoding_options
+    from .config import GenerateConfig
+    from .generate import Generator
     from .predict import model_mode, shown
 
     args.text = text_argument(args.text, "continue", model_mode(args.model_dir))
-    options = decoding_options(args.temperature, args.top_k, args.top_p, args.beam, args.greedy, args.seed)
+    settings = GenerateConfig(args.words, args.temperature, args.top_k, args.top_p, args.beam, args.greedy,
+                              args.seed).validate()  # before TensorFlow loads
     import_tensorflow()
-    result = Generator(args.model_dir).generate(args.text, args.words, **options)
+    result = Generator(args.model_dir).generate(args.text, **dataclasses.asdict(settings))
     if args.json:
         print(json.dumps(result))
     else:
@@ -151,6 +131,25 @@ def cmd_evaluate(args):
     print(json.dumps(report) if args.json else evaluate.format_report(report))
 
 
+def cmd_serve(args):
+    from . import serve
+
+    limits = serve.Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(serve.Limits)})
+    serve.run(args.model_dir, args.host, args.port, args.name, limits)
+
+
+def cmd_export(args):
+    from . import tflite
+
+    tflite.check_supported(args.model_dir)  # refuse at once, before TensorFlow loads
+    import_tensorflow()
+    result = tflite.export_tflite(args.model_dir, args.out)
+    ops = ("builtin ops only" if not result["select_tf_ops"]
+           else "needs SELECT_TF_OPS: builtins were not enough, link the Flex delegate")
+    print(f"wrote {result['path']} ({result['bytes'] / 1024:.1f} KiB): ids int32 [1, {result['window']}] "
+          f"-> probabilities float32 [1, {result['vocab_size']}]; {ops}")
+
+
 def only_when_typed(parser, names):
     """Leave the flags ``names`` out of the parsed arguments unless typed; ``--help`` still shows their defaults.
 
@@ -162,6 +161,34 @@ def only_when_typed(parser, names):
             if action.help:
                 action.help = action.help.replace("%(default)s", str(action.default))
             action.default = argparse.SUPPRESS
+
+
+def add_serve_parser(sub, model_dir_default):
+    """``serve``'s flags; its limits, their defaults and help come from :class:`serve.Limits`."""
+    from .serve import DEFAULT_NAME, DEFAULT_PORT, Limits  # no TensorFlow or aiohttp: they load when it runs
+
+    p = sub.add_parser("serve", help="serve the SavedModel over TensorFlow Serving's REST API",
+                       description="Serve the exported SavedModel on TensorFlow Serving's REST "
+                       "predict API: POST /v1/models/NAME:predict with {\"instances\": [text, "
+                       "...]} or {\"inputs\": [...]}; GET /v1/models/NAME for its status and "
+                       "/v1/models/NAME/metadata for its signature. Concurrent requests are "
+                       "batched into one model call. Requests must name this server in Host "
+                       "(localhost, 127.0.0.1, [::1] or --host, with the port) and POST "
+                       "application/json, so a web page cannot use it. Ctrl-C or SIGTERM stops it "
+                       "cleanly.")
+    p.add_argument("--model-dir", default=model_dir_default, help="exported model (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 exposes it to the network (default: %(default)s)")
+    p.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                   help="TCP port, 0 = any free one (default: %(default)s)")
+    p.add_argument("--name", default=DEFAULT_NAME,
+                   help="model name in the URLs, /v1/models/NAME (default: %(default)s)")
+    for limit in dataclasses.fields(Limits):
+        p.add_argument("--" + limit.name.replace("_", "-"), default=limit.default,
+                       type=int if limit.type is int else float,
+                       metavar=limit.metadata["metavar"],
+                       help=f"{limit.metadata['help']} (default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
 
 
 def make_parser():
@@ -192,92 +219,93 @@ def make_parser():
                        description="Train on windows of --window words that predict the next "
                        "one, keep the best weights by validation loss, and export a SavedModel "
                        "that serves raw text.")
-    p.add_argument("--corpus", default=defaults.corpus, help="glob of text files (default: %(default)s)")
-    p.add_argument("--vocab", default=defaults.vocab, help="vocabulary from build-dict (default: %(default)s)")
-    p.add_argument("--model-dir", default=defaults.model_dir, help="output folder (default: %(default)s)")
-    p.add_argument("--preset", default=defaults.preset, choices=tuple(PRESETS),
-                   help="start from a named configuration; the flags typed override it. notes: the "
-                   f"notes' predictor: {preset_flags('notes')} (default: none)")
-    p.add_argument("--arch", default=defaults.arch,
-                   choices=CHOICES["arch"],
-                   help="simple RNN, LSTM or GRU layers; attention: the last state attends over "
-                   "the window; seq2seq: an encoder-decoder writing the next --target-len words "
-                   "(default: %(default)s)")
-    p.add_argument("--cell", default=defaults.cell, choices=CHOICES["cell"],
-                   help="the cell of --arch attention and seq2seq only (default: %(default)s)")
-    p.add_argument("--score", default=defaults.score, choices=CHOICES["score"],
-                   help="attention score of --arch attention and seq2seq only: Luong general or "
-                   "dot, Bahdanau additive (default: %(default)s)")
-    p.add_argument("--target-len", type=int, default=defaults.target_len,
-                   help="words the decoder writes, --arch seq2seq only (default: %(default)s)")
-    p.add_argument("--peephole", action="store_true",
-                   help="LSTM peephole connections: the gates also see the cell state (--arch "
-                   "lstm, or attention with --cell lstm; default: off)")
-    p.add_argument("--bidirectional", action="store_true",
-                   help="refused: a next-word model cannot read the words after the one it predicts")
-    p.add_argument("--objective", default=defaults.objective, choices=CHOICES["objective"],
+    g = p.add_argument_group("data", "what it reads and how it is cut into examples")
+    g.add_argument("--corpus", default=defaults.corpus, help="glob of text files (default: %(default)s)")
+    g.add_argument("--vocab", default=defaults.vocab, help="vocabulary from build-dict (default: %(default)s)")
+    g.add_argument("--valid-corpus", default=defaults.valid_corpus,
+                   help="glob of held-out text that picks the weights; without it --valid-fraction "
+                   "of the corpus is held out (default: none)")
+    g.add_argument("--test-corpus", default=defaults.test_corpus,
+                   help="glob of text scored once at the end, never trained or selected on; without "
+                   "it --test-fraction of the corpus is held out (default: none)")
+    g.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction,
+                   help="share of the corpus held out, in contiguous blocks, to pick the weights and "
+                   "drive early stopping and --lr-decay, in (0, 0.5] (default: %(default)s)")
+    g.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
+                   help="share held out, in contiguous blocks, for the final test figures only; "
+                   "0 = none; at most 0.5 with --valid-fraction (default: %(default)s)")
+    g.add_argument("--objective", default=defaults.objective, choices=CHOICES["objective"],
                    help="window: --window words predict the next (the notes'); stream: the "
                    "standard protocol, contiguous rows read --bptt tokens at a time with the "
                    "state carried over (default: %(default)s)")
-    p.add_argument("--valid-corpus", default=defaults.valid_corpus,
-                   help="glob of held-out text that picks the weights; without it --valid-fraction "
-                   "of the corpus is held out (default: none)")
-    p.add_argument("--test-corpus", default=defaults.test_corpus,
-                   help="glob of text scored once at the end, never trained or selected on; without "
-                   "it --test-fraction of the corpus is held out (default: none)")
-    p.add_argument("--window", type=int, default=defaults.window,
+    g.add_argument("--window", type=int, default=defaults.window,
                    help="words of context per example, --objective window only (default: %(default)s)")
-    p.add_argument("--bptt", type=int, default=defaults.bptt,
+    g.add_argument("--bptt", type=int, default=defaults.bptt,
                    help="tokens per chunk, --objective stream only (default: %(default)s)")
-    p.add_argument("--embedding", type=embedding_size, default=defaults.embedding,
+    g = p.add_argument_group("model", "the network and what its export returns")
+    g.add_argument("--preset", default=defaults.preset, choices=tuple(PRESETS),
+                   help="start from a named configuration; the flags typed override it. notes: the "
+                   f"notes' predictor: {preset_flags('notes')} (default: none)")
+    g.add_argument("--arch", default=defaults.arch, choices=CHOICES["arch"],
+                   help="simple RNN, LSTM or GRU layers; attention: the last state attends over "
+                   "the window; seq2seq: an encoder-decoder writing the next --target-len words "
+                   "(default: %(default)s)")
+    g.add_argument("--cell", default=defaults.cell, choices=CHOICES["cell"],
+                   help="the cell of --arch attention and seq2seq only (default: %(default)s)")
+    g.add_argument("--score", default=defaults.score, choices=CHOICES["score"],
+                   help="attention score of --arch attention and seq2seq only: Luong general or "
+                   "dot, Bahdanau additive (default: %(default)s)")
+    g.add_argument("--target-len", type=int, default=defaults.target_len,
+                   help="words the decoder writes, --arch seq2seq only (default: %(default)s)")
+    g.add_argument("--peephole", action="store_true",
+                   help="LSTM peephole connections: the gates also see the cell state (--arch "
+                   "lstm, or attention with --cell lstm; default: off)")
+    g.add_argument("--embedding", type=embedding_size, default=defaults.embedding,
                    help=f"embedding size, or {ONEHOT}: the notes' one-hot input, --arch rnn, lstm "
                    "and gru with --objective window only (default: %(default)s)")
-    p.add_argument("--hidden", type=int, default=defaults.hidden,
+    g.add_argument("--hidden", type=int, default=defaults.hidden,
                    help="recurrent units per layer (default: %(default)s)")
-    p.add_argument("--layers", type=int, default=defaults.layers,
+    g.add_argument("--layers", type=int, default=defaults.layers,
                    help="recurrent layers, --arch rnn, lstm and gru only (default: %(default)s)")
-    p.add_argument("--dropout", type=float, default=defaults.dropout,
+    g.add_argument("--dropout", type=float, default=defaults.dropout,
                    help="dropout on inputs and outputs, in [0, 1); not --arch seq2seq (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs,
-                   help="most epochs; stops early when validation loss stalls (default: %(default)s)")
-    p.add_argument("--patience", type=int, default=defaults.patience,
-                   help="epochs without improvement before stopping (default: %(default)s)")
-    p.add_argument("--tied", action="store_true",
+    g.add_argument("--tied", action="store_true",
                    help="share the embedding and softmax weights, --objective stream only (needs "
                    "--embedding = --hidden; default: off)")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                   help="windows per batch, or rows with --objective stream (default: %(default)s)")
-    p.add_argument("--optimizer", default=defaults.optimizer, choices=CHOICES["optimizer"],
+    g.add_argument("--top-k", type=int, default=defaults.top_k,
+                   help="next words the exported model returns (default: %(default)s)")
+    g = p.add_argument_group("optimisation", "how the weights are fitted")
+    g.add_argument("--optimizer", default=defaults.optimizer, choices=CHOICES["optimizer"],
                    help="(default: %(default)s)")
-    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+    g.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                    help="initial learning rate (default: %(default)s)")
-    p.add_argument("--lr-decay", type=float, default=None,
+    g.add_argument("--lr-decay", type=float, default=None,
                    help="divide the learning rate by this after an epoch without validation "
                    f"improvement, 1 = never, both objectives (default: {LR_DECAY['window']:g}, a "
                    f"constant rate, with --objective window; {LR_DECAY['stream']:g} with stream)")
-    p.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
+    g.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
                    help="clip the gradient to this global norm, 0 = off (default: %(default)s)")
-    p.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction,
-                   help="share of the corpus held out, in contiguous blocks, to pick the weights and "
-                   "drive early stopping and --lr-decay, in (0, 0.5] (default: %(default)s)")
-    p.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
-                   help="share held out, in contiguous blocks, for the final test figures only; "
-                   "0 = none; at most 0.5 with --valid-fraction (default: %(default)s)")
-    p.add_argument("--top-k", type=int, default=defaults.top_k,
-                   help="next words the exported model returns (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=defaults.seed,
+    g.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                   help="windows per batch, or rows with --objective stream (default: %(default)s)")
+    g.add_argument("--epochs", type=int, default=defaults.epochs,
+                   help="most epochs; stops early when validation loss stalls (default: %(default)s)")
+    g.add_argument("--patience", type=int, default=defaults.patience,
+                   help="epochs without improvement before stopping (default: %(default)s)")
+    g = p.add_argument_group("run control", "where it writes, seeds, saves and resumes")
+    g.add_argument("--model-dir", default=defaults.model_dir, help="output folder (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=defaults.seed,
                    help=f"random seed, 0 to {SEED_MAX} (default: %(default)s)")
-    p.add_argument("--save-every", type=int, default=defaults.save_every,
+    g.add_argument("--save-every", type=int, default=defaults.save_every,
                    help="also save the full training state every N steps, 0 = only at epoch "
                    "ends (default: %(default)s)")
-    p.add_argument("--resume", action="store_true",
+    g.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --model-dir with its saved settings")
-    p.add_argument("--fresh", action="store_true",
+    g.add_argument("--fresh", action="store_true",
                    help="discard an unfinished run in --model-dir and start again")
-    p.add_argument("--force", action="store_true",
+    g.add_argument("--force", action="store_true",
                    help="with --resume: continue even though the corpus changed since the run started")
-    p.add_argument("--strategy", default=defaults.strategy,
-                   choices=CHOICES["strategy"],
+    g = p.add_argument_group("distribution", "the devices and machines it trains on")
+    g.add_argument("--strategy", default=defaults.strategy, choices=CHOICES["strategy"],
                    help="tf.distribute: one device, all local devices (mirrored), or the "
                    "machines of the TF_CONFIG cluster (multi-worker) (default: %(default)s)")
     p.set_defaults(func=cmd_train)
@@ -301,7 +329,7 @@ def make_parser():
                        "using only the exported SavedModel.")
     p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
-    p.add_argument("--top-k", type=positive_int, default=None,
+    p.add_argument("--top-k", type=int, default=None,
                    help="words to list, at most the model's exported top-k (train --top-k) "
                    "(default: 5, or the model's top-k if that is fewer)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -320,7 +348,7 @@ def make_parser():
                        "sample: the sampling flags are refused beside them.")
     p.add_argument("text", metavar="TEXT", help="the text to continue; - reads it from stdin")
     p.add_argument("--model-dir", default=defaults.model_dir, help="exported model (default: %(default)s)")
-    p.add_argument("--words", type=positive_int, default=10, help="words to add (default: %(default)s)")
+    p.add_argument("--words", type=int, default=10, help="words to add (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=None,
                    help="below 1 sharper, above 1 flatter, 0 greedy (default: 1)")
     p.add_argument("--top-k", type=int, default=None,
@@ -337,13 +365,29 @@ def make_parser():
                    help=f"seed of the sampling, 0 to {SEED_MAX} (default: none, a fresh draw each run)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_generate)
-    serve.add_parser(sub, defaults.model_dir)
-    tflite.add_parser(sub, defaults.model_dir)
+    add_serve_parser(sub, defaults.model_dir)
+
+    from .tflite import SUPPORTED
+
+    p = sub.add_parser("export", help="write the trained network in another format (TFLite)",
+                       description="Write the trained next-word network as a TensorFlow Lite model: "
+                       "int32 ids [1, window] (the last --window token ids, left-padded with 0) -> "
+                       "float32 probabilities [1, vocabulary]. Window models of --arch "
+                       f"{', '.join(SUPPORTED)} only.")
+    p.add_argument("--format", default="tflite", choices=("tflite",),
+                   help="output format (default: %(default)s)")
+    p.add_argument("--model-dir", default=defaults.model_dir, help="trained model (default: %(default)s)")
+    p.add_argument("--out", default=None, help="output file (default: MODEL_DIR/model.tflite)")
+    p.set_defaults(func=cmd_export)
+    parser.commands = sub.choices
     return parser
 
 
 def main(argv=None):
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # blamed on the command, as its own errors are: "lm_app train: error: ..."
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         args.func(args)
     except UsageError as e:

@@ -79,6 +79,13 @@ def check_seed(seed, name="--seed"):
         raise UsageError(f"{name} must be in [0, {SEED_MAX}], got {seed}")
 
 
+def check_ranges(settings, ranges):
+    """Refuse the first ``(name, ok, rule)`` not ok, as every command words it: ``--name rule, got value``."""
+    for name, ok, rule in ranges:
+        if not ok:
+            raise UsageError(f"{flag(name)} {rule}, got {getattr(settings, name)}")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Mirrors the ``train`` flags; saved as ``config.json`` beside the model."""
@@ -161,9 +168,7 @@ class TrainConfig:
             ("valid_fraction", 0 < self.valid_fraction <= 0.5, "must be in (0, 0.5]"),
             ("test_fraction", 0 <= self.test_fraction < 0.5, "must be in [0, 0.5)"),
         ]
-        for name, ok, rule in ranges:
-            if not ok:
-                raise UsageError(f"{flag(name)} {rule}, got {getattr(self, name)}")
+        check_ranges(self, ranges)
         check_seed(self.seed)
         split_cycle(*self.held_out_shares())
         for name in ("valid_corpus", "test_corpus"):
@@ -219,3 +224,65 @@ class TrainConfig:
             yield "--dropout is not used by --arch seq2seq"
         if self.peephole and not (arch == "lstm" or (arch == "attention" and self.cell == "lstm")):
             yield "--peephole needs --arch lstm (or --arch attention --cell lstm)"
+
+
+SAMPLING = ("temperature", "top_k", "top_p", "seed")  # generate's flags that act only when sampling
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    """``generate``'s settings; None is a flag not given, which takes its default and conflicts with nothing."""
+
+    words: int = 10
+    temperature: float = None  # 1
+    top_k: int = None  # 0: all
+    top_p: float = None  # 1: no cut
+    beam: int = None  # none: sample
+    greedy: bool = False
+    seed: int = None  # a fresh draw
+
+    def validate(self):
+        """Refuse a value out of range, or a flag that would not act.
+
+        Beam search, ``--greedy`` and ``--temperature 0`` choose without
+        sampling, so the sampling flags would do nothing beside them.
+        """
+        check_ranges(self, [
+            ("words", self.words > 0, "must be a positive integer"),
+            ("temperature", self.temperature is None or self.temperature >= 0, "must be 0 (greedy) or more"),
+            ("top_k", self.top_k is None or self.top_k >= 0, "must be 0 (all) or more"),
+            ("top_p", self.top_p is None or 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("beam", self.beam is None or self.beam >= 1, "must be a positive integer"),
+        ])
+        if self.seed is not None:
+            check_seed(self.seed)
+        if self.beam and self.greedy:
+            raise UsageError("--beam and --greedy do not go together: give one")
+        chooser = ("--beam" if self.beam else "--greedy" if self.greedy
+                   else "--temperature 0" if self.temperature == 0 else None)
+        ignored = [name for name in SAMPLING if getattr(self, name) is not None
+                   and not (chooser == "--temperature 0" and name == "temperature")]
+        if chooser and ignored:
+            raise UsageError(f"{chooser} does not sample: {flag(ignored[0])} would be ignored")
+        return self
+
+    def decoding(self):
+        """The arguments of :mod:`lm_app.decoding`: the defaults in place of the flags not given."""
+        return {"temperature": 1.0 if self.temperature is None else self.temperature, "top_k": self.top_k or 0,
+                "top_p": 1.0 if self.top_p is None else self.top_p, "beam": self.beam or 0,
+                "greedy": self.greedy, "seed": self.seed}
+
+
+@dataclasses.dataclass
+class PredictConfig:
+    """``predict``'s settings."""
+
+    top_k: int = None  # 5, or the model's exported top-k if that is fewer
+    show_attention: bool = False
+    attention_png: str = None  # attention.png
+
+    def validate(self):
+        check_ranges(self, [("top_k", self.top_k is None or self.top_k > 0, "must be a positive integer")])
+        if self.attention_png and not self.show_attention:
+            raise UsageError("--attention-png acts with --show-attention only")
+        return self

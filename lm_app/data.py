@@ -18,9 +18,7 @@ The standard objective reads the corpus as one stream instead
 ``batch_size`` contiguous rows, read ``bptt`` tokens at a time.  Its ids are
 held as one int32 array, four bytes a token.
 """
-import math
 import os
-from fractions import Fraction
 
 import numpy as np
 import tensorflow as tf
@@ -28,7 +26,6 @@ import tensorflow_text as tf_text
 
 from . import corpus, text
 from .config import TEST, TRAIN, VALID, split_cycle  # noqa: F401 (split_cycle: the split's rule)
-from .errors import UsageError
 
 LINES_PER_BATCH = 512  # lines tokenized per string-op call
 PARTS = {"train": TRAIN, "valid": VALID, "test": TEST}
@@ -119,10 +116,7 @@ def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.1, te
     ``split`` is ``"train"``, ``"valid"``, ``"test"`` or ``"all"``.  With
     ``targets`` > 1 the label is the next ``targets`` ids (for the seq2seq model).
     """
-    if window <= 0:
-        raise UsageError("--window must be positive")
-    if split != "all" and split not in PARTS:
-        raise ValueError(split)
+    assert window > 0 and (split == "all" or split in PARTS), (window, split)  # --window: TrainConfig.validate
     cycle = split_cycle(valid_fraction, test_fraction)
     span = window + targets - 1  # a window and its labels cover span + 1 tokens
     block = block or default_block(files, span, len(cycle))
@@ -152,8 +146,7 @@ def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.1, te
 
 def batched(ds, batch_size, shuffle=False, seed=None, shuffle_buffer=10_000):
     """Shuffle, batch and prefetch."""
-    if batch_size <= 0:
-        raise UsageError("--batch-size must be positive")
+    assert batch_size > 0, batch_size  # --batch-size: TrainConfig.validate
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return without_autotune(ds.batch(batch_size).prefetch(2))
@@ -193,8 +186,7 @@ def split_stream(ids, valid_fraction=0.1, test_fraction=0.1, cycles=10):
 
 def batchify(ids, rows):
     """``rows`` contiguous rows of equal length (PyTorch's ``batchify``); the ragged tail is dropped."""
-    if rows <= 0:
-        raise UsageError("--batch-size must be positive")
+    assert rows > 0, rows  # --batch-size: TrainConfig.validate
     length = len(ids) // rows
     return np.asarray(ids[:rows * length], np.int32).reshape(rows, length)
 

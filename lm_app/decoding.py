@@ -46,12 +46,8 @@ def sample_next(log_probs, rng, temperature=1.0, top_k=0, top_p=1.0, banned=()):
     left is renormalised.  Ties are broken towards the lower id, so that the
     kept set, hence the draw for a given ``rng`` state, is deterministic.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    # The ranges are generate's rules, checked once by config.GenerateConfig.validate.
+    assert temperature >= 0 and top_k >= 0 and 0 < top_p <= 1, (temperature, top_k, top_p)
     log_probs = _ban(_check_log_probs(log_probs), banned)
     if temperature <= 1e-6:
         return int(np.argmax(log_probs))  # the first of equal maxima
@@ -80,8 +76,7 @@ def generate(next_log_probs, prompt_ids, n_words, seed=None, temperature=1.0, to
     distribution (what the model thinks of the text, whatever the sampling
     filters did to pick it).  ``greedy`` is ``temperature=0``.
     """
-    if n_words < 0:
-        raise ValueError(f"n_words must be >= 0, got {n_words}")
+    assert n_words >= 0, n_words
     rng = np.random.default_rng(seed)
     sequence = [int(i) for i in prompt_ids]
     new, total = [], 0.0
@@ -105,10 +100,7 @@ def beam_search(next_log_probs, prompt_ids, n_words, beam=4, banned=()):
     ``next_log_probs`` call per step.  Equal totals are ordered by hypothesis,
     then by id, so the result is deterministic; ``beam=1`` is greedy.
     """
-    if beam < 1:
-        raise ValueError(f"beam must be >= 1, got {beam}")
-    if n_words < 0:
-        raise ValueError(f"n_words must be >= 0, got {n_words}")
+    assert beam >= 1 and n_words >= 0, (beam, n_words)
     prompt = [int(i) for i in prompt_ids]
     hypotheses = [([], 0.0)]
     for _ in range(n_words):

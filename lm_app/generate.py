@@ -13,41 +13,8 @@ beam search (``decoding.py``) work the same for all of them:
 import numpy as np
 
 from . import decoding, predict, text
-from .config import check_seed, flag
+from .config import GenerateConfig
 from .errors import UsageError
-
-SAMPLING = ("temperature", "top_k", "top_p", "seed")  # flags that act only when sampling
-
-
-def decoding_options(temperature=None, top_k=None, top_p=None, beam=None, greedy=False, seed=None):
-    """The keyword arguments of :meth:`Generator.generate`; None means a flag not given.
-
-    A flag given either acts or is refused in one line naming the conflict:
-    beam search, ``--greedy`` and ``--temperature 0`` choose without sampling,
-    so the sampling flags would do nothing beside them.
-    """
-    given = {name: value for name, value in dict(temperature=temperature, top_k=top_k, top_p=top_p,
-                                                  seed=seed).items() if value is not None}
-    if temperature is not None and temperature < 0:
-        raise UsageError(f"--temperature must be 0 (greedy) or more, got {temperature}")
-    if top_k is not None and top_k < 0:
-        raise UsageError(f"--top-k must be 0 (all) or more, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise UsageError(f"--top-p must be in (0, 1], got {top_p}")
-    if beam is not None and beam < 1:
-        raise UsageError(f"--beam must be a positive integer, got {beam} (without --beam it samples)")
-    if seed is not None:
-        check_seed(seed)
-    if beam and greedy:
-        raise UsageError("--beam and --greedy do not go together: give one")
-    chooser = "--beam" if beam else "--greedy" if greedy else "--temperature 0" if temperature == 0 else None
-    if chooser:
-        ignored = [name for name in SAMPLING if name in given and not (chooser == "--temperature 0"
-                                                                       and name == "temperature")]
-        if ignored:
-            raise UsageError(f"{chooser} does not sample: {flag(ignored[0])} would be ignored")
-    return {"temperature": 1.0 if temperature is None else temperature, "top_k": top_k or 0,
-            "top_p": 1.0 if top_p is None else top_p, "beam": beam or 0, "greedy": greedy, "seed": seed}
 
 
 class Generator:
@@ -87,19 +54,18 @@ class Generator:
 
         return callback
 
-    def generate(self, prompt, words=10, temperature=1.0, top_k=0, top_p=1.0, beam=0, seed=None,
+    def generate(self, prompt, words=10, temperature=None, top_k=None, top_p=None, beam=None, seed=None,
                  greedy=False):
+        """``words`` words after ``prompt``; the options are ``generate``'s flags, None where not given."""
         if not prompt.strip():
             raise UsageError("the text to continue is empty")
-        if words <= 0:
-            raise UsageError("--words must be positive")
+        options = GenerateConfig(words, temperature, top_k, top_p, beam, greedy, seed).validate().decoding()
         callback = self.next_log_probs(prompt)
+        beam = options.pop("beam")
         if beam:
             ids, log_prob = decoding.beam_search(callback, [], words, beam=beam, banned=self.banned)[0]
         else:
-            ids, log_prob = decoding.generate(callback, [], words, seed=seed, temperature=temperature,
-                                              top_k=top_k, top_p=top_p, greedy=greedy,
-                                              banned=self.banned)
+            ids, log_prob = decoding.generate(callback, [], words, banned=self.banned, **options)
         continuation = [self.words[i] for i in ids]
         return {"input": predict.shown(prompt), "continuation": " ".join(continuation), "words": continuation,
                 "log_prob": float(log_prob)}

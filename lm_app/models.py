@@ -17,17 +17,13 @@ from keras import ops
 
 from . import losses
 from .config import ONEHOT, ONEHOT_ONLY
-from .errors import UsageError
 from .layers import (CELLS, LSTM, RNN, Attention, Decoder, Dropout, Encoder, Logits, TimeMajor,
                      padding_mask, project)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # the input kernel of a cell is (inputs, GATES * units)
 
 
 def make_cell(arch, units, dropout=0.0, seed=None, peephole=False):
-    if arch not in CELLS:
-        raise UsageError(f"unknown --arch {arch!r} (choose from {', '.join(sorted(CELLS))})")
-    if peephole and arch != "lstm":
-        raise UsageError("--peephole needs --arch lstm")
+    assert arch in CELLS and (arch == "lstm" or not peephole), (arch, peephole)  # TrainConfig.validate's rules
     extra = {"peephole": True} if peephole else {}
     return CELLS[arch](units, dropout=dropout, seed=seed, **extra)
 
@@ -49,15 +45,10 @@ def recurrent_layer(arch, units, dropout=0.0, seed=None, peephole=False, return_
 
 
 def check_sizes(embedding, hidden, layers, dropout, onehot=False):
-    """Refuse sizes out of range, and one-hot input in a model that has no ``onehot`` path."""
-    if embedding == ONEHOT and not onehot:
-        raise UsageError(ONEHOT_ONLY)
-    sizes = (("hidden", hidden), ("layers", layers)) + ((("embedding", embedding),) if embedding != ONEHOT else ())
-    for name, value in sizes:
-        if value <= 0:
-            raise UsageError(f"--{name} must be positive")
-    if not 0 <= dropout < 1:
-        raise UsageError("--dropout must be in [0, 1)")
+    """Sizes a model can be built with: what TrainConfig.validate lets through, asserted for direct callers."""
+    assert onehot or embedding != ONEHOT, ONEHOT_ONLY
+    assert embedding == ONEHOT or embedding > 0, embedding
+    assert hidden > 0 and layers > 0 and 0 <= dropout < 1, (hidden, layers, dropout)
 
 
 def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, dropout=0.0,
@@ -137,8 +128,7 @@ class StreamLM(keras.Model):
                  tied=False, seed=None, peephole=False, **kwargs):
         super().__init__(**kwargs)
         check_sizes(embedding, hidden, layers, dropout)
-        if tied and embedding != hidden:
-            raise UsageError("--tied needs --embedding equal to --hidden")
+        assert not tied or embedding == hidden, (embedding, hidden)
         self.arch, self.hidden, self.n_layers = arch, hidden, layers
         self.embed = keras.layers.Embedding(vocab_size, embedding, name="embedding")
         self.drop = Dropout(dropout, seed=seed)
@@ -257,8 +247,7 @@ class Seq2SeqLM(keras.Model):
     def __init__(self, vocab_size, arch="gru", embedding=64, hidden=128, score="general", **kwargs):
         super().__init__(**kwargs)
         check_sizes(embedding, hidden, 1, 0.0)
-        if arch not in CELLS:
-            raise UsageError(f"unknown cell {arch!r} for seq2seq")
+        assert arch in CELLS, arch
         self.encoder = Encoder(vocab_size, embedding, hidden, cell=arch, name="encoder")
         self.decoder = Decoder(vocab_size, embedding, hidden, cell=arch, score=score, name="decoder")
 

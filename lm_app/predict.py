@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import recover
+from .config import PredictConfig
 from .errors import UsageError
 
 DEFAULT_TOP_K = 5
@@ -64,6 +65,7 @@ def predict(serve, texts, top_k=None):
     ``top_k`` None: five, or all the model exports if that is fewer, so the
     default never asks a model trained with ``--top-k 3`` for more.
     """
+    PredictConfig(top_k).validate()
     import tensorflow as tf
 
     for t in texts:

@@ -1,20 +1,13 @@
-"""Process-level helpers shared by the command line and the commands' own modules.
+"""Process-level helpers: argument types, and loading TensorFlow quietly.
 
-It imports nothing of lm_app, so ``serve`` and ``tflite`` can declare their
-arguments and load TensorFlow quietly without importing ``cli`` (which
-imports them).
+It imports nothing of lm_app, so the library modules can load TensorFlow
+without importing ``cli``, which sits on top of them all.
 """
 import argparse
 import contextlib
 import os
 import sys
-
-
-def positive_int(value):
-    n = int(value)
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return n
+import time
 
 
 def non_negative_int(value):
@@ -24,11 +17,11 @@ def non_negative_int(value):
     return n
 
 
-def positive_float(value):
-    x = float(value)
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return x
+def port_number(value):
+    n = int(value)
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0: any free port), got {value}")
+    return n
 
 
 @contextlib.contextmanager
@@ -53,3 +46,24 @@ def import_tensorflow():
         tf.config.list_physical_devices()
         import keras  # noqa: F401
     return tf
+
+
+class ByteProgress:
+    """A one-line progress bar on a terminal; silent when stderr is a file or pipe."""
+
+    def __init__(self, total, label):
+        self.total, self.label, self.done = max(total, 1), label, 0
+        self.enabled = sys.stderr.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, nbytes):
+        self.done += nbytes
+        if self.enabled:
+            share = min(self.done / self.total, 1.0)
+            bar = "#" * int(share * 30)
+            rate = self.done / 1e6 / max(time.monotonic() - self.start, 1e-9)
+            print(f"\r{self.label} [{bar:<30}] {share:4.0%} {rate:6.1f} MB/s", end="", file=sys.stderr)
+
+    def close(self):
+        if self.enabled:
+            print(file=sys.stderr)

@@ -25,33 +25,6 @@ SUPPORTED = ("rnn", "lstm", "gru", "attention")
 CHECK_TOLERANCE = 1e-4  # the converted model must match Keras this closely at export time
 
 
-def add_parser(sub, model_dir_default="saved_models/lm"):
-    """The ``export`` sub-command (called by ``cli.make_parser``)."""
-    p = sub.add_parser("export", help="write the trained network in another format (TFLite)",
-                       description="Write the trained next-word network as a TensorFlow Lite model: "
-                       "int32 ids [1, window] (the last --window token ids, left-padded with 0) -> "
-                       "float32 probabilities [1, vocabulary]. Window models of --arch "
-                       f"{', '.join(SUPPORTED)} only.")
-    p.add_argument("--format", default="tflite", choices=("tflite",),
-                   help="output format (default: %(default)s)")
-    p.add_argument("--model-dir", default=model_dir_default, help="trained model (default: %(default)s)")
-    p.add_argument("--out", default=None, help="output file (default: MODEL_DIR/model.tflite)")
-    p.set_defaults(func=cmd_export)
-    return p
-
-
-def cmd_export(args):
-    from .process import import_tensorflow
-
-    check_supported(args.model_dir)  # refuse at once, before TensorFlow loads
-    import_tensorflow()
-    result = export_tflite(args.model_dir, args.out)
-    ops = ("builtin ops only" if not result["select_tf_ops"]
-           else "needs SELECT_TF_OPS: builtins were not enough, link the Flex delegate")
-    print(f"wrote {result['path']} ({result['bytes'] / 1024:.1f} KiB): ids int32 [1, {result['window']}] "
-          f"-> probabilities float32 [1, {result['vocab_size']}]; {ops}")
-
-
 def check_supported(model_dir):
     """The model's settings, or a UsageError naming the kinds that convert."""
     from .atomic import read_json

@@ -1,7 +1,13 @@
 """Bad input: one line on stderr, exit code 2, no traceback, nothing half-written."""
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
-from tests.conftest import (assert_one_line_error, assert_usage_error, cycle_corpus, main_in_process,
+from lm_app.cli import make_parser
+from tests.conftest import (ROOT, assert_one_line_error, assert_usage_error, cycle_corpus, main_in_process,
                             run_cli, tiny_corpus)
 
 
@@ -69,8 +75,50 @@ def test_train_with_no_matching_files(tmp_path):
         assert_usage_error(proc, "no files match")
 
 
-def test_bidirectional_next_word_training_is_refused():
-    assert_usage_error(run_cli("train", "--bidirectional"), "cannot predict the next word")
+def test_train_has_no_bidirectional_flag(capsys):
+    """#13.2: it only existed to be refused; the bidirectional layer stays for encoders."""
+    code, _, err = main_in_process("train", "--bidirectional", capsys=capsys)
+    assert_one_line_error(code, err, "train", "unrecognized arguments: --bidirectional")
+
+
+def test_train_help_groups_its_flags_by_what_they_affect():
+    """#13.2: data, model, optimisation, run control, distribution; every flag in one of them."""
+    [sub] = [a for a in make_parser()._actions if a.choices and "train" in a.choices]
+    train = sub.choices["train"]
+    groups = {g.title: {a.dest for a in g._group_actions} for g in train._action_groups}
+    assert {"data", "model", "optimisation", "run control", "distribution"} <= set(groups)
+    assert {"corpus", "valid_fraction"} <= groups["data"] and "arch" in groups["model"]
+    assert "learning_rate" in groups["optimisation"] and "resume" in groups["run control"]
+    assert groups["distribution"] == {"strategy"}
+    flags = {a.dest for a in train._actions if a.option_strings and a.dest != "help"}
+    assert flags <= set().union(*(groups[t] for t in ("data", "model", "optimisation", "run control",
+                                                      "distribution")))
+    assert "data:" in train.format_help()
+    # the groups keep --resume's rule: a setting not typed is absent, so the run's own value stands
+    typed = vars(make_parser().parse_args(["train", "--hidden", "8", "--strategy", "mirrored"]))
+    assert set(typed) == {"command", "func", "resume", "fresh", "force", "hidden", "strategy"}
+
+
+def test_the_cli_loads_no_command_module_until_a_command_runs():
+    """#13.2: cli.py declares every flag; serve and tflite load only when their command runs."""
+    code = ("import sys; from lm_app import cli; "
+            "print(sorted(m for m in ('lm_app.serve', 'lm_app.tflite') if m in sys.modules)); "
+            "cli.make_parser().parse_args(['serve']); "
+            "print(sorted(m for m in ('lm_app.train', 'lm_app.predict', 'tensorflow', 'aiohttp') "
+            "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]", "[]"]
+
+
+def test_no_library_module_imports_the_cli():
+    """#13.2: cli sits on top; only __main__ imports it."""
+    importers = [str(path.relative_to(ROOT)) for path in (ROOT / "lm_app").rglob("*.py")
+                 if path.name != "__main__.py"
+                 and re.search(r"^\s*(from\s+(\.+|lm_app\.)cli\s+import|import\s+lm_app\.cli|from\s+\.+\s+import\s+.*\bcli\b)",
+                               path.read_text(), re.M)]
+    assert importers == []
 
 
 def test_peephole_needs_an_lstm(tmp_path):

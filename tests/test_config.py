@@ -54,7 +54,17 @@ REFUSED = [
     (["generate", "x", "--top-p", "0"], "--top-p must be in (0, 1]"),
     (["generate", "x", "--temperature", "-1"], "--temperature must be 0 (greedy) or more"),
     (["generate", "x", "--top-k", "-1"], "--top-k must be 0 (all) or more"),
+    (["generate", "x", "--words", "0"], "--words must be a positive integer, got 0"),
     (["predict", "x", "--attention-png", "a.png"], "--attention-png acts with --show-attention only"),
+    (["predict", "x", "--top-k", "0"], "--top-k must be a positive integer, got 0"),
+    # serve's limits (#13.3): the rule of Limits.validate, the one a script calling serve.run gets
+    (["serve", "--max-body", "0"], "--max-body must be a positive integer, got 0"),
+    (["serve", "--max-connections", "-1"], "--max-connections must be a positive integer, got -1"),
+    (["serve", "--deadline", "0"], "--deadline must be positive, got 0.0"),
+    (["serve", "--name", "a/b"], "--name must not contain '/'"),
+    # argparse's own errors name the command too (#13.3: one format)
+    (["generate", "x", "--bogus"], "unrecognized arguments: --bogus"),
+    (["serve", "--port", "70000"], "argument --port: must be in 0..65535"),
 ]
 
 
@@ -133,3 +143,33 @@ def test_a_script_gets_the_same_checks_as_the_command_line():
     with pytest.raises(UsageError, match="--tied acts with --objective stream only"):
         TrainConfig(tied=True, embedding=8, hidden=8).validate()
     TrainConfig(objective="stream", tied=True, embedding=8, hidden=8).validate()
+
+
+def test_the_other_commands_library_functions_get_their_checks_too(tmp_path):
+    """#13.3: serve.run and predict.predict refuse what their commands refuse, with the same words."""
+    from lm_app import predict, serve
+    from lm_app.errors import UsageError
+
+    with pytest.raises(UsageError, match="--max-queue must be a positive integer, got 0"):
+        serve.run(tmp_path, port=0, limits=serve.Limits(max_queue=0))
+    with pytest.raises(UsageError, match="--top-k must be a positive integer, got 0"):
+        predict.predict(None, ["the cat"], top_k=0)
+
+
+def test_each_settings_rule_is_worded_in_config_only():
+    """#13.3: a rule on a train, generate or predict flag ("--hidden must ...") is written once, in config.py.
+
+    Library functions past validate() keep assertions, not a second wording that could disagree.
+    """
+    import dataclasses
+    import re
+
+    from lm_app.config import GenerateConfig, PredictConfig
+    from tests.conftest import ROOT
+
+    flags = {"--" + f.name.replace("_", "-") for cls in (TrainConfig, GenerateConfig, PredictConfig)
+             for f in dataclasses.fields(cls)}
+    elsewhere = [f"{path.relative_to(ROOT)}: {m[0]}" for path in (ROOT / "lm_app").rglob("*.py")
+                 if path.name != "config.py"
+                 for m in re.finditer(r"(--[a-z-]+) (must|needs)\b", path.read_text()) if m[1] in flags]
+    assert elsewhere == []

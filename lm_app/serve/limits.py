@@ -1,6 +1,8 @@
 """What the server allows one request, the queue and the connections: the defaults of the ``serve`` flags."""
 import dataclasses
 
+from ..config import check_ranges
+
 DEFAULT_MAX_BODY = 1 << 20
 MAX_BATCH = 64  # texts per model call: requests are batched together, or cut, to at most this
 DEFAULT_MAX_INSTANCES = 256
@@ -33,3 +35,8 @@ class Limits:
     deadline: float = _limit(DEFAULT_DEADLINE, "SECONDS",
                              "answer 504 to a request the model has not answered in this time")
 
+    def validate(self):
+        check_ranges(self, [(limit.name, getattr(self, limit.name) > 0,
+                             "must be a positive integer" if limit.type is int else "must be positive")
+                            for limit in dataclasses.fields(self)])
+        return self
