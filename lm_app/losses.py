@@ -18,6 +18,8 @@ per-token upstream weights ``u`` (1/N for a mean) scale the rows of the two
 small matrices around it, ``dx = (G W^T) u`` and ``dW = (x u)^T G``, instead of
 ``G`` itself.
 """
+import math
+
 import tensorflow as tf
 
 from . import native
@@ -108,3 +110,8 @@ def totals(losses, ranks):
 
     return tf.stack([tf.reduce_sum(tf.cast(losses, tf.float64)), count(ranks < 1), count(ranks < 5),
                      tf.cast(tf.size(ranks), tf.float64)])
+
+
+def perplexity(loss):
+    """exp of a mean loss per token; the clamp avoids an overflow when an untrained model scores badly."""
+    return math.exp(min(loss, 700))
