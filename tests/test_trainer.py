@@ -12,7 +12,6 @@ from tests.conftest import cycle_corpus
 def test_several_steps_in_one_call_equal_one_call_per_step(tmp_path):
     """The training loop runs many steps per call of its graph: they must be exactly the single steps,
     the epoch's short last chunk included, and the call must count the tokens it predicted."""
-
     glob = str(cycle_corpus(tmp_path / "c", repeats=3) / "*.txt")
     vocab = corpus.build_vocabulary(glob, min_count=0)
     cfg = TrainConfig(corpus=glob, vocab="unused", model_dir=str(tmp_path / "m"), objective="stream",
