@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lm_app.train import clip_by_global_norm
+from lm_app.trainer import clip_by_global_norm
 
 
 def _gradients(norm, seed=0):
@@ -96,7 +96,8 @@ def _one_training_step(tmp_path, clip_norm):
     """
     from lm_app import corpus
     from lm_app.config import TrainConfig
-    from lm_app.train import StreamObjective, Trainer
+    from lm_app.objectives import StreamObjective
+    from lm_app.trainer import Trainer
     from tests.conftest import cycle_corpus
 
     files = [str(p) for p in sorted(cycle_corpus(tmp_path / "c", repeats=10).glob("*.txt"))]

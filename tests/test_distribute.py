@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lm_app.distribute import Pace, worker_folder, worker_index
 from tests.conftest import ROOT, assert_usage_error, run_cli, tiny_corpus, train_cli
-
-pytestmark = pytest.mark.slow
 
 FLAGS = ["--embedding", 8, "--hidden", 16, "--batch-size", 16, "--epochs", 2, "--seed", 5,
          "--save-every", 10, "--dropout", 0.1]
@@ -32,6 +31,7 @@ def model_variables(folder):
     return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith("model/")}
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_step_and_the_chief_exports(tmp_path):
     glob, vocab = tiny_corpus(tmp_path, repeats=20)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
@@ -60,13 +60,55 @@ def test_two_workers_train_in_step_and_the_chief_exports(tmp_path):
     assert json.loads(predicted.stdout)["prediction"]
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_on_the_local_devices(tmp_path):
     glob, vocab = tiny_corpus(tmp_path, repeats=10)
     train_cli(glob, vocab, tmp_path / "lm", "--strategy", "mirrored", *FLAGS)
     assert (tmp_path / "lm" / "saved_model.pb").exists()
 
 
+@pytest.mark.slow
 def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert_usage_error(run_cli("train", "--strategy", "multi-worker", "--model-dir", tmp_path / "lm"),
                        "needs the TF_CONFIG")
+
+
+def test_the_pace_of_calls_respects_saves_and_the_epoch_end():
+    pace = Pace(seconds=0.5, most=100)
+    assert pace.steps(left=50, before_save=50) == 1  # nothing timed yet: the first call also compiles
+    pace.took(1, 2.0)
+    assert pace.steps(50, 50) == 1
+    pace.took(1, 0.02)
+    assert pace.steps(left=50, before_save=50) == 25  # half a second of 20 ms steps
+    assert pace.steps(left=50, before_save=3) == 3  # a save is due after 3 more
+    assert pace.steps(left=2, before_save=50) == 2  # the epoch ends after 2 more
+    pace.took(25, 0.0)
+    assert pace.steps(10_000, 10_000) == 100
+
+
+def test_a_fixed_pace_ignores_the_timing_so_workers_agree():
+    """Workers training together must run the same steps per call, however fast each one is."""
+    fast, slow = Pace(fixed=16), Pace(fixed=16)
+    fast.took(16, 0.01)
+    slow.took(16, 30.0)
+    for left, before_save in [(1000, 1000), (1000, 5), (7, 1000)]:
+        assert fast.steps(left, before_save) == slow.steps(left, before_save) == min(16, left, before_save)
+    assert Pace(fixed=16).steps(1000, 1000) == 16  # the first call too, before any timing
+
+
+def test_multi_worker_runs_a_fixed_pace_and_the_others_time_their_steps():
+    assert Pace.for_strategy("multi-worker").fixed and not Pace.for_strategy("default").fixed
+
+
+@pytest.mark.parametrize("config, index", [
+    ({}, 0),
+    ({"cluster": {"worker": ["a", "b"]}, "task": {"type": "worker", "index": 1}}, 1),
+    ({"cluster": {"chief": ["c"], "worker": ["a", "b"]}, "task": {"type": "chief", "index": 0}}, 0),
+    ({"cluster": {"chief": ["c"], "worker": ["a", "b"]}, "task": {"type": "worker", "index": 0}}, 1),
+])
+def test_the_chief_is_worker_0_and_only_it_writes_the_model_folder(config, index, monkeypatch, tmp_path):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    assert worker_index() == index
+    folder = worker_folder(tmp_path / "lm", index)
+    assert folder == (tmp_path / "lm" if index == 0 else tmp_path / f"lm.worker-{index}")

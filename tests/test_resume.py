@@ -307,7 +307,7 @@ def stream_run(tmp_path):
     """The record of a stream run with --bptt 50 and a test corpus of its own, as prepare_run writes it."""
     from lm_app.config import TrainConfig
     from lm_app.corpus import build_vocabulary
-    from lm_app.train import prepare_run
+    from lm_app.checkpoint import prepare_run
 
     glob = str(cycle_corpus(tmp_path / "c", repeats=5) / "*.txt")
     test = cycle_corpus(tmp_path / "t", repeats=2)

@@ -1,0 +1,63 @@
+"""The interface every training objective gives train.py's loop, and what the objectives share."""
+import abc
+
+from ..corpus import find_files
+
+SPLIT_NAMES = {"valid": "validation", "test": "test"}
+
+
+class Objective(abc.ABC):
+    """One way to turn the corpus into training steps: all that train.py's loop knows of a model family.
+
+    ``__init__(cfg, vocab, files)`` reads the corpus and sets:
+
+    * ``n_train``: the batches of one epoch (the progress bar and resuming count them);
+    * ``held_out``: ``{"valid": ..., "test": ...}``, the held-out parts it can score
+      (validation always; test unless its share is 0);
+    * ``describe``: one line for the log about the data it made.
+
+    Resuming after a kill relies on two promises: ``batches(epoch, skip)`` is a
+    pure function of the settings and ``epoch`` (so skipping reaches the same
+    batch), and every value that changes between steps other than the model's
+    and the optimizer's variables is in ``state_variables()``.
+    """
+
+    n_train: int
+    held_out: dict
+    describe: str
+
+    @abc.abstractmethod
+    def build(self, vocab_size):
+        """Make, keep as ``self.model`` and return the Keras model (inside the strategy's scope)."""
+
+    @abc.abstractmethod
+    def batches(self, epoch, skip):
+        """The ``(x, y)`` batches of ``epoch`` from batch ``skip`` on, as a ``tf.data.Dataset``."""
+
+    @abc.abstractmethod
+    def token_losses(self, x, y, training):
+        """``(loss of each predicted token, rank of its label)`` for one batch; called in the compiled steps."""
+
+    @abc.abstractmethod
+    def evaluate(self, step, split):
+        """Call ``step(x, y)`` on every batch of the held-out part ``split``, leaving the training state as it was."""
+
+    def state_variables(self):
+        """Variables besides the model's that a checkpoint must keep (e.g. a recurrent state carried across batches)."""
+        return []
+
+    def start_epoch(self):
+        """Reset what an epoch starts from (e.g. the carried state); called before its first batch."""
+
+
+def held_out_sources(cfg):
+    """``(part, its own files or None)`` for each held-out part: validation, and test unless its share is 0."""
+    sources = [("valid", cfg.valid_corpus), ("test", cfg.test_corpus)]
+    return [(split, find_files(glob) if glob else None) for split, glob in sources
+            if glob or split == "valid" or cfg.test_fraction]
+
+
+def held_out_parts(held_out):
+    """'a validation part', or 'validation and test parts': for messages about the parts a run has."""
+    names = [SPLIT_NAMES[split] for split in held_out]
+    return f"a {names[0]} part" if len(names) == 1 else f"{' and '.join(names)} parts"

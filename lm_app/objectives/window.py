@@ -1,0 +1,51 @@
+"""The notes' objective: shuffled windows of ``--window`` words, each predicting the word after it."""
+from .. import data, losses
+from ..errors import UsageError
+from ..models import window_model
+from .base import SPLIT_NAMES, Objective, held_out_parts, held_out_sources
+
+
+class WindowObjective(Objective):
+    """Shuffled windows of ``cfg.window`` words; each predicts the word after it (seq2seq: the next ``target_len``)."""
+
+    def __init__(self, cfg, vocab, files):
+        self.cfg = cfg
+        targets = cfg.target_len if cfg.arch == "seq2seq" else 1
+
+        def windows(files, split):
+            return data.window_dataset(files, vocab, cfg.window, split, *cfg.held_out_shares(), targets=targets)
+
+        self.train_windows = windows(files, "train")
+        # Validation picks the weights and drives early stopping and the learning rate; test only scores.
+        self.held_out = {split: data.batched(windows(own, "all") if own else windows(files, split),
+                                             cfg.batch_size)
+                         for split, own in held_out_sources(cfg)}
+        self.n_train = data.count_batches(data.batched(self.train_windows, cfg.batch_size))
+        counts = {split: data.count_batches(ds) for split, ds in self.held_out.items()}
+        if self.n_train == 0 or 0 in counts.values():
+            raise UsageError(
+                f"the corpus {cfg.corpus!r} is too small for windows of {cfg.window} words "
+                f"plus {held_out_parts(self.held_out)} (windows never cross files)")
+        self.describe = (f"{self.n_train} training, "
+                         + ", ".join(f"{n} {SPLIT_NAMES[split]}" for split, n in counts.items())
+                         + f" batches of {cfg.batch_size} windows")
+
+    def build(self, vocab_size):
+        self.model = window_model(self.cfg, vocab_size)
+        return self.model
+
+    def batches(self, epoch, skip):
+        # The order of an epoch depends only on (seed, epoch): resuming skips what was done.
+        return data.batched(self.train_windows, self.cfg.batch_size, shuffle=True,
+                            seed=self.cfg.seed * 100_003 + epoch).skip(skip)
+
+    def token_losses(self, x, y, training):
+        if self.cfg.arch == "seq2seq":  # teacher forcing: the decoder reads the true words
+            logits = self.model((x, self.model.decoder_inputs(x, y)), training=training)
+        else:
+            logits = self.model(x, training=training)
+        return losses.token_losses(y, logits, training)
+
+    def evaluate(self, step, split):
+        for x, y in self.held_out[split]:
+            step(x, y)
