@@ -17,7 +17,7 @@ import pytest
 
 from lm_app.serve import Batcher, Connections, RequestError, host_names, parse_body, parse_request
 
-from tests.conftest import ROOT, assert_usage_error, run_cli, tiny_corpus, train_cli
+from tests.conftest import ROOT, assert_usage_error, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,9 @@ READY = re.compile(r'^serving (?P<dir>.+) as "(?P<name>[^"]+)" on http://127\.0\
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny model trained once on the cycle corpus."""
-    work = tmp_path_factory.mktemp("serve")
-    glob, vocab = tiny_corpus(work)
-    train_cli(glob, vocab, work / "lm", "--epochs", 3, "--embedding", 8, "--hidden", 16,
-              "--top-k", 5, "--seed", 3)
-    return work / "lm"
+def model_dir(window_rnn):
+    """The session's tiny window model: every test here only reads it."""
+    return window_rnn
 
 
 class Server:
