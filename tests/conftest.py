@@ -79,6 +79,20 @@ def train_cli(glob, vocab, model_dir, *flags):
     return proc
 
 
+@pytest.fixture(scope="session")
+def window_rnn(tmp_path_factory):
+    """A tiny window rnn (3 epochs on the cycle corpus), trained once for the session: its folder.
+
+    Shared by several test files to train once: tests only read it; one that
+    changes a model works on a copy (``shutil.copytree``).
+    """
+    work = tmp_path_factory.mktemp("window_rnn")
+    glob, vocab = tiny_corpus(work)
+    train_cli(glob, vocab, work / "lm", "--epochs", 3, "--embedding", 8, "--hidden", 16,
+              "--top-k", 5, "--seed", 3)
+    return work / "lm"
+
+
 def main_in_process(*args, capsys):
     """``lm_app.cli.main`` in this process: ``(exit code, stdout, stderr)``.
 

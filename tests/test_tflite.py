@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,15 +18,13 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Tiny rnn and lstm window models, trained once, each exported by the CLI."""
+def models(window_rnn, tmp_path_factory):
+    """Tiny rnn and lstm window models; the rnn a copy of the session's, as the export writes into it."""
     work = tmp_path_factory.mktemp("tflite")
     glob, vocab = tiny_corpus(work)
-    dirs = {}
-    for arch in ("rnn", "lstm"):
-        dirs[arch] = work / arch
-        train_cli(glob, vocab, dirs[arch], "--arch", arch, "--epochs", 3, "--embedding", 8,
-                  "--hidden", 16)
+    dirs = {"rnn": work / "rnn", "lstm": work / "lstm"}
+    shutil.copytree(window_rnn, dirs["rnn"])
+    train_cli(glob, vocab, dirs["lstm"], "--arch", "lstm", "--epochs", 3, "--embedding", 8, "--hidden", 16)
     exported = run_cli("export", "--format", "tflite", "--model-dir", dirs["rnn"])
     assert exported.returncode == 0, exported.stderr
     dirs["rnn_stdout"] = exported.stdout
