@@ -21,8 +21,10 @@ demo: $(STAMP)
 	$(PY) -m lm_app train
 	$(PY) -m lm_app predict "some of them looks like"
 
+# Two workers, a test file each at a time (module fixtures train once): most tests wait on a
+# subprocess's TensorFlow import or a tiny training, so two files at once fill the two cores.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf saved_models/vocab.* saved_models/lm
