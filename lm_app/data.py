@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from . import corpus, text
-from .config import TEST, TRAIN, VALID, split_cycle  # noqa: F401 (split_cycle: the split's rule)
+from .config import TEST, TRAIN, VALID, split_cycle
 
 LINES_PER_BATCH = 512  # lines tokenized per string-op call
 PARTS = {"train": TRAIN, "valid": VALID, "test": TEST}

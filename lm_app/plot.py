@@ -1,5 +1,4 @@
 """The training curves as a PNG: a person reads a curve faster than a table of numbers."""
-import io
 
 
 def pyplot():
@@ -22,8 +21,8 @@ def save_png(fig, path):
     pyplot().close(fig)
 
 
-def curves_png(history):
-    """PNG bytes of loss and accuracy per epoch, training against validation."""
+def curves_png(history, path):
+    """Loss and accuracy per epoch, training against validation, written to ``path`` as a PNG."""
     plt = pyplot()
 
     epochs = range(1, len(history.get("loss", [])) + 1)
@@ -40,11 +39,7 @@ def curves_png(history):
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=100)
-    plt.close(fig)
-    return out.getvalue()
+    save_png(fig, path)
 
 
 def free_run_png(path, predicted, truth, title, data_tail=None):

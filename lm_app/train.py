@@ -124,8 +124,7 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
         after["epoch"], after["first_step"] = epoch + 1, int(trainer.step.numpy())
         record_epoch(writers, epoch, logs)
         write_json(model_dir / "history.json", after["history"])
-        with atomic_path(model_dir / "curves.png") as tmp:
-            tmp.write_bytes(plot.curves_png(after["history"]))
+        plot.curves_png(after["history"], model_dir / "curves.png")
         save(after)
         return after
 
