@@ -1,12 +1,4 @@
-"""Command line: ``python -m lm_app build-dict | train | evaluate | predict | generate | serve | export``.
-
-Every sub-command's flags are declared here; the modules behind them are
-libraries with plain functions and never import this one.
-
-Bad input ends in one line on stderr and exit code 2, never a traceback.
-TensorFlow is imported only by the commands that need it, so ``--help`` and
-``build-dict`` start at once.
-"""
+"""The language model's commands: build-dict, train, evaluate, predict, generate, serve and export."""
 import argparse
 import dataclasses
 import json
@@ -14,20 +6,12 @@ import os
 import signal
 import sys
 
-from .errors import UsageError
-from .process import ByteProgress, import_tensorflow, non_negative_int, port_number
-from .text import has_words
-
-PROG = "lm_app"
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
+from ..errors import UsageError
+from ..process import ByteProgress, import_tensorflow, non_negative_int, port_number
+from ..text import has_words
 
 def cmd_build_dict(args):
-    from . import corpus
+    from .. import corpus
 
     files = corpus.find_files(args.corpus)
     progress = ByteProgress(sum(os.path.getsize(f) for f in files), "reading")
@@ -49,14 +33,14 @@ def cmd_build_dict(args):
 def cmd_train(args):
     # Ctrl-C must save and export, even when a parent (a script's background job) ignored SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from .config import TrainConfig
+    from ..config import TrainConfig
 
     cfg = TrainConfig.from_flags(vars(args))  # the flags not typed are absent: the preset's or the defaults
     given = set(vars(args)) & {f.name for f in dataclasses.fields(TrainConfig)}
     if not args.resume:  # before TensorFlow loads: a bad flag is answered at once
         cfg.validate()  # (a resumed run's settings are checked once merged with the run's own)
     import_tensorflow()
-    from .train import describe_metrics, train
+    from ..train import describe_metrics, train
 
     metrics = train(cfg, resume=args.resume, fresh=args.fresh, given=given, force=args.force)
     print(describe_metrics(metrics))
@@ -78,8 +62,8 @@ def text_argument(text, what, mode=None):
 
 
 def cmd_predict(args):
-    from . import predict
-    from .config import PredictConfig
+    from .. import predict
+    from ..config import PredictConfig
 
     PredictConfig(args.top_k, args.show_attention, args.attention_png).validate()
     args.attention_png = args.attention_png or "attention.png"
@@ -91,7 +75,7 @@ def cmd_predict(args):
     if args.show_attention:
         if "attention" not in result:
             raise UsageError("this model has no attention (train it with --arch attention or seq2seq)")
-        from .atomic import atomic_path
+        from ..atomic import atomic_path
 
         with atomic_path(args.attention_png) as tmp:
             tmp.write_bytes(predict.attention_png(result))
@@ -107,9 +91,9 @@ def cmd_predict(args):
 
 
 def cmd_generate(args):
-    from .config import GenerateConfig
-    from .generate import Generator
-    from .predict import model_mode, shown
+    from ..config import GenerateConfig
+    from ..generate import Generator
+    from ..predict import model_mode, shown
 
     args.text = text_argument(args.text, "continue", model_mode(args.model_dir))
     settings = GenerateConfig(args.words, args.temperature, args.top_k, args.top_p, args.beam, args.greedy,
@@ -125,21 +109,21 @@ def cmd_generate(args):
 
 def cmd_evaluate(args):
     import_tensorflow()
-    from . import evaluate
+    from .. import evaluate
 
     report = evaluate.evaluate(args.model_dir, args.corpus, args.pretokenized)
     print(json.dumps(report) if args.json else evaluate.format_report(report))
 
 
 def cmd_serve(args):
-    from . import serve
+    from .. import serve
 
     limits = serve.Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(serve.Limits)})
     serve.run(args.model_dir, args.host, args.port, args.name, limits)
 
 
 def cmd_export(args):
-    from . import tflite
+    from .. import tflite
 
     tflite.check_supported(args.model_dir)  # refuse at once, before TensorFlow loads
     import_tensorflow()
@@ -165,7 +149,7 @@ def only_when_typed(parser, names):
 
 def add_serve_parser(sub, model_dir_default):
     """``serve``'s flags; its limits, their defaults and help come from :class:`serve.Limits`."""
-    from .serve import DEFAULT_NAME, DEFAULT_PORT, Limits  # no TensorFlow or aiohttp: they load when it runs
+    from ..serve import DEFAULT_NAME, DEFAULT_PORT, Limits  # no TensorFlow or aiohttp: they load when it runs
 
     p = sub.add_parser("serve", help="serve the SavedModel over TensorFlow Serving's REST API",
                        description="Serve the exported SavedModel on TensorFlow Serving's REST "
@@ -191,15 +175,11 @@ def add_serve_parser(sub, model_dir_default):
     p.set_defaults(func=cmd_serve)
 
 
-def make_parser():
-    from .config import CHOICES, LR_DECAY, ONEHOT, PRESETS, SEED_MAX, TrainConfig, embedding_size, preset_flags
+def add_commands(sub):
+    """Declare the language model's sub-commands on ``sub`` (the top parser's sub-parsers)."""
+    from ..config import CHOICES, LR_DECAY, ONEHOT, PRESETS, SEED_MAX, TrainConfig, embedding_size, preset_flags
 
     defaults = TrainConfig()
-    parser = Parser(prog=PROG, description="A word-level next-word predictor: build a "
-                    "vocabulary, train a recurrent model on it, predict the next word.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=Parser)
-
     p = sub.add_parser("build-dict", help="count the corpus and write the vocabulary",
                        description="Count the words of the corpus and write vocab.txt "
                        "(token<TAB>count, id = line number) and vocab.json beside it.")
@@ -367,7 +347,7 @@ def make_parser():
     p.set_defaults(func=cmd_generate)
     add_serve_parser(sub, defaults.model_dir)
 
-    from .tflite import SUPPORTED
+    from ..tflite import SUPPORTED
 
     p = sub.add_parser("export", help="write the trained network in another format (TFLite)",
                        description="Write the trained next-word network as a TensorFlow Lite model: "
@@ -379,22 +359,3 @@ def make_parser():
     p.add_argument("--model-dir", default=defaults.model_dir, help="trained model (default: %(default)s)")
     p.add_argument("--out", default=None, help="output file (default: MODEL_DIR/model.tflite)")
     p.set_defaults(func=cmd_export)
-    parser.commands = sub.choices
-    return parser
-
-
-def main(argv=None):
-    parser = make_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # blamed on the command, as its own errors are: "lm_app train: error: ..."
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        args.func(args)
-    except UsageError as e:
-        message = " ".join(str(e).split())  # one line, whatever a library put in the message
-        print(f"{PROG} {args.command}: error: {message[:500]}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return 0
