@@ -19,6 +19,8 @@ from pathlib import Path
 from . import text
 from .atomic import read_json, write_json, write_text
 from .errors import UsageError
+from .native import counter_library
+from .native.count import NativeCounter
 
 FORMAT_VERSION = 1
 _READ_CHUNK = 1 << 22  # bytes per normalisation call: large enough to amortise, small enough to stream
@@ -153,6 +155,7 @@ def count_tokens(files, mode="words", encoding="utf-8", errors="strict", progres
     except LookupError:
         raise UsageError(f"unknown encoding {encoding!r}") from None
     sizes = [os.path.getsize(f) for f in files]
+    counter_library()  # loaded (built on a first run) once, before workers fork
     workers = workers or os.cpu_count() or 1
     if (workers < 2 or sum(sizes) < PARALLEL_MIN_BYTES or codec not in _SPLITTABLE
             or "fork" not in multiprocessing.get_all_start_methods()):
@@ -164,13 +167,25 @@ def count_tokens(files, mode="words", encoding="utf-8", errors="strict", progres
 def _count_ranges(ranges, mode, encoding, errors, progress):
     """Token counts of byte ranges of files, keyed by ``str`` (counted as UTF-8 bytes, decoded once)."""
     counts = collections.Counter()
-    for path, start, end in ranges:
-        for block, nbytes, whole in read_blocks(path, encoding, errors, start, end):
-            counts.update(text.count_tokens(block, mode))
-            if mode == "pretokenized" and not whole:
-                counts[text.EOS.encode()] -= 1  # the line goes on: its <eos> comes with its last piece
-            if progress and nbytes:
-                progress(nbytes)
+    native = NativeCounter.open()  # the same counts, without a Python object per word
+    try:
+        for path, start, end in ranges:
+            for block, nbytes, whole in read_blocks(path, encoding, errors, start, end):
+                if native is None:
+                    counts.update(text.count_tokens(block, mode))
+                else:
+                    native.add(block, mode)
+                    if mode == "pretokenized" and text.eos_lines(block):
+                        counts[text.EOS.encode()] += text.eos_lines(block)
+                if mode == "pretokenized" and not whole:
+                    counts[text.EOS.encode()] -= 1  # the line goes on: its <eos> comes with its last piece
+                if progress and nbytes:
+                    progress(nbytes)
+        if native is not None:
+            counts.update(native.counts())
+    finally:
+        if native is not None:
+            native.close()
     return {k.decode("utf-8", "surrogatepass"): n for k, n in counts.items()}
 
 

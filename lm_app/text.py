@@ -71,15 +71,19 @@ def count_tokens(text, mode="words"):
     """
     if mode == "pretokenized":
         counts = collections.Counter(text.encode("utf-8", "surrogatepass").split())
-        lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
-        if lines:
-            counts[EOS.encode()] += lines
+        if eos_lines(text):
+            counts[EOS.encode()] += eos_lines(text)
         return counts
     data = text.lower().encode("utf-8", "surrogatepass").translate(_NEWLINE_TO_SPACE, _DELETE)
     counts = collections.Counter(data.split())
     for word in [w for w in counts if w.startswith(b"-")]:
         del counts[word]
     return counts
+
+
+def eos_lines(text):
+    """The ``<eos>`` tokens of pretokenized ``text``: one per line, a last one without a newline included."""
+    return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
 
 
 def tf_tokenize(lines, mode="words"):

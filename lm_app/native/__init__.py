@@ -1,9 +1,12 @@
-"""Native CPU kernels, compiled on first use for the machine they run on and loaded as TensorFlow ops.
+"""Native CPU kernels, compiled on first use for the machine they run on.
 
 Why: the recipe's training step spends most of its time outside the large
 matrix products, in the LSTM's 35 small steps.  XLA ran each step's
 ``[10, 200] x [200, 800]`` product well below a core's peak; the kernels
-in ``kernels.cc`` run it at the core's peak (see that file).
+in ``kernels.cc`` run it at the core's peak (see that file).  They are
+loaded as TensorFlow ops (:func:`ops`).  build-dict's word counter
+(``count.cc``) is a second, TensorFlow-free library loaded with ctypes
+(:func:`counter_library`), so build-dict still never imports TensorFlow.
 
 The library is built with the system's C++ compiler (``$CXX``, else ``g++``
 or ``c++``) against the installed TensorFlow, ``-march=native``, into
@@ -21,6 +24,7 @@ cannot be built (no compiler, another OS), or with ``LM_APP_NATIVE=0``,
 Only training uses these ops; an exported SavedModel never contains them.
 """
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -37,7 +41,7 @@ from pathlib import Path
 from ..atomic import write_text
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("kernels.h", "kernels.cc", "ops.cc")
+SOURCES = {"ops": ("kernels.h", "kernels.cc", "ops.cc"), "count": ("count.cc",)}
 BUILD_TIMEOUT = 600  # seconds for the whole build: a stuck compiler must not hold the lock for ever
 _loaded = {}
 
@@ -66,18 +70,21 @@ def _cpu_flags():
     return ""
 
 
-def commands(cxx, out):
-    """The compiler commands that build the library ``out``: two objects, then the link.
+def commands(cxx, out, name="ops"):
+    """The compiler commands that build the library ``out``: its objects, then the link.
 
     ``kernels.cc`` gets ``-march=native`` (the CPU's widest vectors); ``ops.cc``
     includes TensorFlow's headers, parts of which do not compile with every
     flag ``-march=native`` turns on, so it is built for the baseline CPU.
+    ``count.cc`` (build-dict's counter) is plain C++ without TensorFlow.
     """
+    common = ["-std=c++17", "-O3", "-fPIC", "-DNDEBUG"]
+    march = f"-march={os.environ.get('LM_APP_NATIVE_MARCH') or 'native'}"  # the tests try older CPUs' code
+    if name == "count":
+        return [[cxx, *common, march, "-shared", str(HERE / "count.cc"), "-o", str(out)]]
     import tensorflow as tf
 
-    common = ["-std=c++17", "-O3", "-fPIC", "-DNDEBUG"]
     kernels, wrapper = f"{out}.kernels.o", f"{out}.ops.o"
-    march = f"-march={os.environ.get('LM_APP_NATIVE_MARCH') or 'native'}"  # the tests try older CPUs' code
     return [
         [cxx, *common, march, "-ffp-contract=fast", "-c", str(HERE / "kernels.cc"), "-o", kernels],
         [cxx, *common, *tf.sysconfig.get_compile_flags(), "-w", "-c", str(HERE / "ops.cc"), "-o", wrapper],
@@ -85,20 +92,23 @@ def commands(cxx, out):
     ]
 
 
-def library_path(cxx):
-    """Where the build for this machine, these sources and this TensorFlow lives."""
-    import tensorflow as tf
-
+def library_path(cxx, name="ops"):
+    """Where the build of library ``name`` for this machine, its sources and (ops) this TensorFlow lives."""
     key = hashlib.sha256()
-    for name in SOURCES:
-        key.update((HERE / name).read_bytes())
+    for source in SOURCES[name]:
+        key.update((HERE / source).read_bytes())
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=BUILD_TIMEOUT).stdout
-    for part in (version, tf.__version__, _cpu_flags(), repr(commands(cxx, "x"))):
+    parts = [version, _cpu_flags(), repr(commands(cxx, "x", name))]
+    if name == "ops":
+        import tensorflow as tf
+
+        parts.append(tf.__version__)
+    for part in parts:
         key.update(part.encode())
-    return cache_dir() / f"lm_app_ops-{key.hexdigest()[:16]}.so"
+    return cache_dir() / f"lm_app_{name}-{key.hexdigest()[:16]}.so"
 
 
-def build(cxx, path):
+def build(cxx, path, name="ops"):
     """Compile into ``path`` (atomically, once even when several processes start together).
 
     The compiler writes into files, never into a pipe that nobody reads while
@@ -112,9 +122,9 @@ def build(cxx, path):
               file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / path.name
-            first, second, link = commands(cxx, out)
+            *objects, link = commands(cxx, out, name)
             deadline = time.monotonic() + BUILD_TIMEOUT
-            steps = [[(first, Path(tmp) / "kernels.log"), (second, Path(tmp) / "ops.log")],  # at once
+            steps = [[(command, Path(tmp) / f"{i}.log") for i, command in enumerate(objects)],  # at once
                      [(link, Path(tmp) / "link.log")]]
             for step in steps:
                 _run_together(step, deadline)
@@ -246,21 +256,50 @@ def _load():
 
     if tf.config.list_logical_devices("GPU"):  # CPU kernels: a GPU keeps the XLA paths, on the GPU
         return None
+    path = _built("ops", "training uses the slower XLA loops")
+    return None if path is None else tf.load_op_library(str(path))
+
+
+def counter_library():
+    """build-dict's counter (``count.cc``) through ctypes, or None (then it counts in Python)."""
+    if "count" not in _loaded:
+        library = None
+        if os.environ.get("LM_APP_NATIVE", "1") != "0":
+            path = _built("count", "build-dict counts in Python, more slowly")
+            library = None if path is None else _declare_counter(ctypes.CDLL(str(path)))
+        _loaded["count"] = library
+    return _loaded["count"]
+
+
+def _declare_counter(library):
+    handle, size = ctypes.c_void_p, ctypes.c_int64
+    for function, result, arguments in (
+            ("new", handle, []), ("free", None, [handle]), ("size", size, [handle]),
+            ("key_bytes", size, [handle]),
+            ("add", None, [handle, ctypes.c_char_p, size, ctypes.c_int]),
+            ("dump", None, [handle, ctypes.c_void_p, ctypes.c_void_p])):
+        f = getattr(library, f"lm_app_counter_{function}")
+        f.restype, f.argtypes = result, arguments
+    return library
+
+
+def _built(name, fallback):
+    """The path of a trusted build of library ``name`` (built now if needed), or None after a warning."""
     cxx = compiler()
     if cxx is None or sys.platform != "linux":
-        _warn("no C++ compiler found" if cxx is None else f"not built on {sys.platform}")
+        _warn("no C++ compiler found" if cxx is None else f"not built on {sys.platform}", fallback)
         return None
     try:
         private_cache()
-        path = library_path(cxx)
+        path = library_path(cxx, name)
         if not trusted(path):
-            build(cxx, path)
-        return tf.load_op_library(str(path))
-    except Exception as e:  # a failed build must never stop training: the XLA paths remain
-        _warn(f"{type(e).__name__}: {e}")
+            build(cxx, path, name)
+        return path
+    except Exception as e:  # a failed build must never stop the command: the portable path remains
+        _warn(f"{type(e).__name__}: {e}", fallback)
         return None
 
 
-def _warn(reason):
-    print(f"lm_app: native kernels unavailable ({reason}); training uses the slower XLA loops",
+def _warn(reason, fallback):
+    print(f"lm_app: native kernels unavailable ({reason}); {fallback}",
           file=sys.stderr, flush=True)
