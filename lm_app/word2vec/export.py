@@ -22,16 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from .. import text
-from .vectors import WORDS_RULE
+from .vectors import WORDS_RULE, unit_vectors
 
 WORDS = tf.TensorSpec([None], tf.string, name="words")
 K = tf.TensorSpec([], tf.int32, name="k")
-
-
-def unit_vectors(vectors):
-    """Each row scaled to length 1 (a zero row stays zero), as gensim's ``get_normed_vectors``."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
 
 
 class WordVectorsModule(tf.Module):

@@ -29,6 +29,12 @@ def write_vectors(path, words, vectors):
             f.write(f"{word} {row % tuple(vector)}\n")
 
 
+def unit_vectors(vectors):
+    """Each row scaled to length 1, as gensim's ``get_normed_vectors`` (a zero row stays zero rather than NaN)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
+
+
 def _lines(path):
     try:
         with open(path, encoding="utf-8") as f:
