@@ -34,7 +34,7 @@ def write_outputs(folder, words, vectors, meta):
     write_vectors(folder / VECTORS, words, vectors)
     write_projector(folder, words, vectors)
     summary = {"count": len(words), "dim": vectors.shape[1], "query_rule": rule}
-    (folder / META).write_text(json.dumps(dict(meta, **summary), indent=2, sort_keys=True) + "\n",
+    (folder / META).write_text(json.dumps(dict(meta, **summary), indent=2, sort_keys=True, default=str) + "\n",
                                encoding="utf-8")
     from .export import export_saved_model  # TensorFlow: loaded only once training is over
 

@@ -1,4 +1,6 @@
 """vectors.txt in the word2vec text format, read back by us and by gensim; the projector's files."""
+import json
+
 import numpy as np
 import pytest
 
@@ -62,24 +64,30 @@ def test_a_missing_file_or_a_folder_is_named(tmp_path):
         read_header(tmp_path)
 
 
-def test_the_projector_files_hold_the_vectors_and_their_words(w2v_folder):
-    """TensorBoard's projector plugin reads projector_config.pbtxt with its own proto; the paths are relative."""
-    from google.protobuf import text_format
-    from tensorboard.plugins.projector import metadata
-    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+def test_tensorboards_projector_shows_the_vectors_and_their_words(w2v_folder):
+    """#15: TensorBoard's own projector plugin, given the folder as --logdir, serves the vectors and words."""
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.projector.projector_plugin import ProjectorPlugin
+    from werkzeug.test import Client
 
-    config = text_format.Parse((w2v_folder / metadata.PROJECTOR_FILENAME).read_text(), ProjectorConfig())
-    [embedding] = config.embeddings
+    apps = ProjectorPlugin(base_plugin.TBContext(logdir=str(w2v_folder), data_provider=None)).get_plugin_apps()
+
+    def get(route, query=""):
+        response = Client(apps[route]).get(route + query)
+        assert response.status_code == 200, response.data
+        return response.data
+
     words, vectors = planted_vectors()
-    tensor = np.loadtxt(w2v_folder / embedding.tensor_path, delimiter="\t", dtype=np.float32)
-    np.testing.assert_array_equal(tensor, vectors)
+    assert json.loads(get("/runs")) == ["."]
+    [embedding] = json.loads(get("/info", "?run=."))["embeddings"]
+    assert embedding["tensorShape"] == list(vectors.shape)
+    tensor = np.frombuffer(get("/tensor", f"?run=.&name={embedding['tensorName']}"), dtype=np.float32)
+    np.testing.assert_array_equal(tensor.reshape(vectors.shape), vectors)
     # one column: no header line, one word per row
-    assert (w2v_folder / embedding.metadata_path).read_text(encoding="utf-8").splitlines() == words
+    assert get("/metadata", f"?run=.&name={embedding['tensorName']}").decode().splitlines() == words
 
 
 def test_query_words_are_normalised_as_the_vocabulary_was(w2v_folder):
-    import json
-
     assert json.loads((w2v_folder / "word2vec.json").read_text())["query_rule"] == WORDS_RULE
     assert json.loads((w2v_folder / "word2vec.json").read_text())["dim"] == DIM
     assert normalise_query("King's!", WORDS_RULE) == "king's"
