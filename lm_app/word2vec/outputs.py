@@ -29,7 +29,7 @@ def write_outputs(folder, words, vectors, meta):
     """
     folder = Path(folder)
     vectors = np.asarray(vectors, dtype=np.float32)
-    assert vectors.ndim == 2 and len(words) == len(vectors) > 1, (vectors.shape, len(words))
+    assert vectors.ndim == 2 and len(words) == len(vectors), (vectors.shape, len(words))
     rule = query_rule(words)
     write_vectors(folder / VECTORS, words, vectors)
     write_projector(folder, words, vectors)
@@ -61,6 +61,6 @@ def read_words(model_dir):
     """The vocabulary of the folder's vectors, in their order."""
     path = Path(model_dir) / PROJECTOR_METADATA
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8").split("\n")[:-1]  # as TensorFlow's line reader splits
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read the words of {model_dir} ({path}): {e}") from None

@@ -69,8 +69,8 @@ def read_vectors(path):
     count, dim = _header(path, lines)
     words, values, seen = [], [], set()
     for number, line in enumerate(lines, start=2):
-        parts = line.split()
-        if not parts and number > count + 1:
+        parts = line.rstrip().split(" ")  # as gensim splits: a word may hold any other character
+        if parts == [""] and number > count + 1:
             continue  # blank lines after the last vector
         if len(parts) != dim + 1:
             raise UsageError(f"{path} line {number}: expected a word and {dim} numbers, "
