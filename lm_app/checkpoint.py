@@ -20,7 +20,7 @@ from .corpus import Vocabulary, find_files
 from .errors import UsageError
 
 STATE = "checkpoints"
-PATHS = ("corpus", "vocab", "valid_corpus", "test_corpus")  # settings that name files: kept absolute in run.json
+PATHS = ("corpus", "vocab", "valid_corpus", "test_corpus", "init_embedding")  # settings that name files: kept absolute in run.json
 SAMPLE_BYTES = 1 << 16  # the fingerprint hashes this much of each end of a corpus file
 
 

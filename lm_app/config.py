@@ -118,6 +118,8 @@ class TrainConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     top_k: int = 10
+    init_embedding: str = ""  # a word2vec text file the embedding starts from
+    freeze_embedding: bool = False
     save_every: int = 0
     strategy: str = "default"
     seed: int = 1234
@@ -180,9 +182,23 @@ class TrainConfig:
         conflict = next(self.conflicts(), None)
         if conflict:
             raise UsageError(conflict)
+        if self.init_embedding:
+            self.check_init_embedding()
         if self.strategy == "multi-worker" and "TF_CONFIG" not in os.environ:
             raise UsageError("--strategy multi-worker needs the TF_CONFIG environment variable "
                              "(the cluster's workers and this one's index)")
+
+    def check_init_embedding(self):
+        """The vectors file's dimension is the embedding's: read from its header, before TensorFlow loads."""
+        from .word2vec.vectors import read_header
+
+        try:
+            _, dim = read_header(self.init_embedding)
+        except UsageError as e:
+            raise UsageError(f"--init-embedding: {e}") from None
+        if dim != self.embedding:
+            raise UsageError(f"--init-embedding {self.init_embedding} holds {dim}-dimensional vectors: "
+                             f"--embedding must match, got {self.embedding}")
 
     def held_out_shares(self):
         """The shares of the corpus held out for validation and test: none for a part read from its own files."""
@@ -213,6 +229,12 @@ class TrainConfig:
             yield (ONEHOT_ONLY + (f" (--preset {self.preset} sets it: give --embedding N)" if self.preset else ""))
         if self.tied and self.embedding != self.hidden:
             yield "--tied needs --embedding equal to --hidden"
+        if self.init_embedding and self.embedding == ONEHOT:
+            yield f"--init-embedding needs an embedding layer: --embedding {ONEHOT} has none (give --embedding N)"
+        if self.freeze_embedding and not self.init_embedding:
+            yield "--freeze-embedding acts with --init-embedding only (a random embedding would stay random)"
+        if self.freeze_embedding and self.tied:
+            yield "--freeze-embedding and --tied do not go together: the tied softmax would be frozen too"
         for name in ("cell", "score"):
             if name in changed and arch not in ("attention", "seq2seq"):
                 yield f"{flag(name)} acts with --arch attention or seq2seq only"

@@ -254,6 +254,13 @@ def add_commands(sub):
                    "--embedding = --hidden; default: off)")
     g.add_argument("--top-k", type=int, default=defaults.top_k,
                    help="next words the exported model returns (default: %(default)s)")
+    g.add_argument("--init-embedding", default=defaults.init_embedding, metavar="VECTORS",
+                   help="start the input embedding from word vectors in the word2vec text format "
+                   "(word2vec's vectors.txt): the vocabulary's words found there start from their "
+                   "vectors, the others at random; needs their dimension = --embedding (default: none)")
+    g.add_argument("--freeze-embedding", action="store_true",
+                   help="keep the --init-embedding vectors fixed while training; not with --tied "
+                   "(default: off)")
     g = p.add_argument_group("optimisation", "how the weights are fitted")
     g.add_argument("--optimizer", default=defaults.optimizer, choices=CHOICES["optimizer"],
                    help="(default: %(default)s)")

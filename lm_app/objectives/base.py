@@ -1,6 +1,7 @@
 """The interface every training objective gives train.py's loop, and what the objectives share."""
 import abc
 
+from .. import pretrained
 from ..corpus import find_files
 
 SPLIT_NAMES = {"valid": "validation", "test": "test"}
@@ -48,6 +49,25 @@ class Objective(abc.ABC):
 
     def start_epoch(self):
         """Reset what an epoch starts from (e.g. the carried state); called before its first batch."""
+
+    def read_embedding(self, cfg, vocab):
+        """Read ``--init-embedding``'s vectors now, so a bad file stops the run before it trains.
+
+        Returns what the log's data line adds: how many vocabulary entries they start.
+        """
+        self.initial = None
+        if not cfg.init_embedding:
+            return ""
+        self.initial = pretrained.read(cfg.init_embedding, vocab.tokens, cfg.embedding)
+        frozen = ", frozen" if cfg.freeze_embedding else ""
+        return (f"; embedding: {len(self.initial[0]):,} of the vocabulary's {len(vocab):,} entries "
+                f"start from {cfg.init_embedding}{frozen}")
+
+    def start_embedding(self, model):
+        """The new ``model`` with the vectors read by :meth:`read_embedding` in its embedding."""
+        if self.initial is not None:
+            pretrained.apply(model, *self.initial, freeze=self.cfg.freeze_embedding)
+        return model
 
 
 def held_out_sources(cfg):

@@ -30,11 +30,12 @@ class StreamObjective(Objective):
         self.describe = (f"{self.train_rows.size:,} training tokens in {cfg.batch_size} rows, "
                          f"{self.n_train} chunks of {cfg.bptt}; "
                          + ", ".join(f"{rows.size:,} {SPLIT_NAMES[split]} tokens"
-                                     for split, rows in self.held_out.items()))
+                                     for split, rows in self.held_out.items())
+                         + self.read_embedding(cfg, vocab))
 
     def build(self, vocab_size):
         cfg = self.cfg
-        self.model = stream_model(cfg, vocab_size)
+        self.model = self.start_embedding(stream_model(cfg, vocab_size))
         # The state carried across chunks lives in variables, so checkpoints keep it.
         self.states = [tf.Variable(s, trainable=False)
                        for layer in self.model.zero_states(cfg.batch_size) for s in layer]

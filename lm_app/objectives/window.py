@@ -28,10 +28,10 @@ class WindowObjective(Objective):
                 f"plus {held_out_parts(self.held_out)} (windows never cross files)")
         self.describe = (f"{self.n_train} training, "
                          + ", ".join(f"{n} {SPLIT_NAMES[split]}" for split, n in counts.items())
-                         + f" batches of {cfg.batch_size} windows")
+                         + f" batches of {cfg.batch_size} windows" + self.read_embedding(cfg, vocab))
 
     def build(self, vocab_size):
-        self.model = window_model(self.cfg, vocab_size)
+        self.model = self.start_embedding(window_model(self.cfg, vocab_size))
         return self.model
 
     def batches(self, epoch, skip):
