@@ -8,7 +8,7 @@ The native kernel (``lm_app/native``) updates both tables in place, one pair at
 a time.  Without a compiler (or with ``LM_APP_NATIVE=0``) :class:`PortableStep`
 runs the same algorithm with TensorFlow ops: subsampling, dynamic windows and
 noise words from :mod:`.sampling`'s tables, the gradient of :func:`ns_loss`
-applied with scatter updates at the decayed rate.  It updates ``CHUNK`` centre
+applied with scatter updates at the decayed rate.  It updates a chunk of centre
 words at once from the same weights (a mini-batch, where the kernel updates
 after every pair), and draws with TensorFlow's generator, not the LCG: slower,
 and not the kernel's numbers, but the same model trained the same way.
@@ -16,7 +16,17 @@ and not the kernel's numbers, but the same model trained the same way.
 import keras
 import tensorflow as tf
 
-CHUNK = 256  # centre words per update of the portable step
+CHUNK = 256  # most centre words per update of the portable step
+
+
+def chunk_size(vocab_size):
+    """Centre words per portable update: few enough that a row rarely gets many summed updates at once.
+
+    One update adds up the gradients of all its pairs from the same weights;
+    with a tiny vocabulary every row would get dozens at the full rate and
+    training diverges, so the chunk shrinks with the vocabulary.
+    """
+    return int(min(CHUNK, max(4, vocab_size // 16)))
 
 
 class Word2VecTables(keras.layers.Layer):
@@ -80,8 +90,9 @@ class PortableStep:
         context = tf.clip_by_value(context, 0, tf.maximum(n - 1, 0))
         valid = inside & (tf.gather(sentence, context) == sentence[:, None]) \
             & (tf.abs(offsets)[None] <= reduced[:, None])
-        for start in tf.range(0, n, CHUNK):
-            rows = tf.range(start, tf.minimum(start + CHUNK, n))
+        chunk = chunk_size(self.tables.vocab_size)
+        for start in tf.range(0, n, chunk):
+            rows = tf.range(start, tf.minimum(start + chunk, n))
             self._chunk(tf.gather(ids, rows), tf.gather(ids, tf.gather(context, rows)),
                         tf.gather(valid, rows), tf.gather(rate, rows), seed + 2 + tf.cast(start, tf.int64))
         return tf.cast(n, tf.int64)
@@ -100,7 +111,8 @@ class PortableStep:
             pair_rate = tf.gather(rate, where[:, 0])
         draws = tf.random.stateless_uniform([tf.shape(target)[0], self.negative], seed, 0,
                                             self.cum[-1], tf.int64)
-        noise = tf.cast(tf.searchsorted(self.cum, draws, side="right"), tf.int32)
+        noise = tf.reshape(tf.cast(tf.searchsorted(self.cum, tf.reshape(draws, [-1]), side="right"), tf.int32),
+                           tf.shape(draws))
         targets = tf.concat([target[:, None], noise], 1)
         labels = tf.concat([tf.ones_like(target[:, None], tf.float32),
                             tf.zeros_like(noise, tf.float32)], 1)
