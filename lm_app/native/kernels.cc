@@ -407,13 +407,26 @@ void dropout(int T, int B, int F, uint64_t key, const uint64_t counter[2], float
 }
 
 
-// ---- word2vec (see kernels.h).  The sigmoid is computed exactly, not read from word2vec.c's
-// 1000-entry table: the portable path and the tests' NumPy reference then agree with it to float
-// rounding, and an exp per dot product of dim 100 costs little.  gensim also skips a dot product
-// beyond +-6 (the table's end); here such a pair still learns, by its (tiny) exact gradient.
+// ---- word2vec (see kernels.h).  The sigmoid is word2vec.c's and gensim's: read from a table of 1000
+// values over (-6, 6), a pair whose dot product lies beyond skipped (its gradient is nearly 0).  So the
+// kernel trains exactly gensim's function, and skip-gram, which scores 6 pairs per (centre, context),
+// spends no exp on each.
 namespace {
 
 constexpr uint64_t kLcgMask = (uint64_t{1} << 48) - 1;
+constexpr int kExpTableSize = 1000;
+constexpr float kMaxExp = 6;
+
+struct SigmoidTable {
+  float value[kExpTableSize];
+  SigmoidTable() {
+    for (int i = 0; i < kExpTableSize; ++i) {
+      const float e = (float)std::exp(((double)i / kExpTableSize * 2 - 1) * kMaxExp);
+      value[i] = e / (e + 1);
+    }
+  }
+};
+const SigmoidTable kSigmoid;
 
 inline uint64_t lcg_draw(uint64_t& state) {
   const uint64_t value = state;
@@ -446,7 +459,9 @@ inline void negative_sampling(const Word2vecBatch& b, int target, const float* h
       label = 0;
     }
     float* out = b.syn1neg + (long)word * b.dim;
-    const float g = (label - 1 / (1 + std::exp(-dot(h, out, b.dim)))) * alpha;
+    const float f = dot(h, out, b.dim);
+    if (f <= -kMaxExp || f >= kMaxExp) continue;
+    const float g = (label - kSigmoid.value[(int)((f + kMaxExp) * (kExpTableSize / kMaxExp / 2))]) * alpha;
     axpy(g, out, work, b.dim);
     axpy(g, h, out, b.dim);
   }

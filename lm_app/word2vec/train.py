@@ -187,11 +187,11 @@ def _train(cfg, vocab, ids, ends, state, verbose, log, on_batch):
             bar = keras.utils.Progbar(n_words, verbose=verbose, stateful_metrics=["words/s"])
             epoch_started, epoch_words = time.perf_counter(), 0
             for n, (first, end) in enumerate(batches(bounds, p["sentence"], cfg.batch_words), 1):
+                started = time.perf_counter()  # the batch's reading counts as training time, its saving not
                 start, stop = int(bounds[first]), int(bounds[end])
                 batch, splits = np.asarray(ids[start:stop]), bounds[first:end + 1] - start
                 alpha = [sampling.learning_rate(cfg.learning_rate, cfg.min_learning_rate, p["words"] + w, total)
                          for w in (0, stop - start)]
-                started = time.perf_counter()
                 if ops is not None:
                     ops.lm_app_word2vec(tables.syn0.value.handle, tables.syn1neg.value.handle, batch, splits,
                                         sample_int, cum, np.float32(alpha), [cfg.seed, epoch, first], cbow=cbow,

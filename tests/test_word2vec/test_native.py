@@ -22,7 +22,8 @@ def kernels():
 def reference(syn0, syn1, ids, splits, sample_int, cum, alpha, seed, cbow, window, negative):
     """gensim's train_batch_cbow / train_batch_sg with negative sampling, one word at a time, in NumPy."""
     syn0, syn1 = syn0.copy(), syn1.copy()
-    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    e = np.exp((np.arange(1000) / 1000 * 2 - 1) * 6).astype(np.float32)
+    table = e / (e + 1)  # word2vec.c's sigmoid over (-6, 6); beyond, a pair is skipped
 
     def pair(target, h, rate, lcg):
         work = np.zeros_like(h)
@@ -32,7 +33,10 @@ def reference(syn0, syn1, ids, splits, sample_int, cum, alpha, seed, cbow, windo
                 word, label = sampling.noise_word(cum, lcg.draw()), 0.0
                 if word == target:
                     continue
-            g = np.float32((label - sigmoid(np.dot(h, syn1[word]))) * rate)
+            f = np.dot(h, syn1[word])
+            if abs(f) >= 6:
+                continue
+            g = np.float32((label - table[int((f + np.float32(6)) * np.float32(1000 / 12))]) * rate)
             work += g * syn1[word]
             syn1[word] += g * h
         return work
@@ -56,14 +60,14 @@ def reference(syn0, syn1, ids, splits, sample_int, cum, alpha, seed, cbow, windo
     return syn0, syn1
 
 
-def problem(vocab=9, dim=12, words=60, sentences=(25, 35), seed=0):
+def problem(vocab=9, dim=12, words=60, sentences=(25, 35), seed=0, scale=1.0):
     rng = np.random.default_rng(seed)
     counts = rng.integers(1, 50, vocab).astype(float)
     counts[0] = 0
     ids = rng.integers(1, vocab, words).astype(np.int32)
     splits = np.concatenate([[0], np.cumsum(sentences)]).astype(np.int64)
-    return (rng.uniform(-0.5, 0.5, (vocab, dim)).astype(np.float32) / dim,
-            rng.normal(0, 0.1, (vocab, dim)).astype(np.float32), ids, splits,
+    return (rng.uniform(-0.5, 0.5, (vocab, dim)).astype(np.float32) / dim * scale,
+            rng.normal(0, 0.1 * scale, (vocab, dim)).astype(np.float32), ids, splits,
             sampling.sample_int(counts, 0.02), sampling.cum_table(counts))
 
 
@@ -74,9 +78,10 @@ def run_op(ops, syn0, syn1, ids, splits, sample_int, cum, alpha, seed, cbow, win
     return v0.numpy(), v1.numpy(), int(kept)
 
 
+@pytest.mark.parametrize("scale", [1, 30])  # 30: some dot products beyond +-6, skipped
 @pytest.mark.parametrize("cbow", [True, False])
-def test_kernel_equals_numpy(kernels, cbow):
-    syn0, syn1, ids, splits, sample_int, cum = problem()
+def test_kernel_equals_numpy(kernels, cbow, scale):
+    syn0, syn1, ids, splits, sample_int, cum = problem(scale=scale)
     args = (ids, splits, sample_int, cum, [0.05, 0.03], [7, 2, 40], cbow, 3, 4)
     got0, got1, kept = run_op(kernels, syn0, syn1, *args)
     want0, want1 = reference(syn0, syn1, *args)
