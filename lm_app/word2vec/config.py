@@ -1,7 +1,9 @@
 """The ``word2vec`` command's settings and their one check, kept free of TensorFlow so a bad flag is answered at once."""
 import dataclasses
+from pathlib import Path
 
 from ..config import check_ranges, check_seed, flag
+from ..corpus import find_files
 from ..errors import UsageError
 
 MODES = ("cbow", "skipgram")
@@ -50,3 +52,6 @@ class Word2VecConfig:
         check_seed(self.seed)
         if not str(self.out).strip():
             raise UsageError("--out must name a folder")
+        find_files(self.corpus)  # a missing corpus or vocabulary is answered before anything loads
+        if not Path(self.vocab).is_file():
+            raise UsageError(f"vocabulary not found: {self.vocab} (run build-dict first)")

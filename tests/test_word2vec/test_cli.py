@@ -26,15 +26,25 @@ def planted(tmp_path_factory):
     (["--min-learning-rate", "0.5"], "--min-learning-rate must be in [0, --learning-rate]"),
     (["--resume", "--fresh"], "give one"),
 ])
-def test_bad_flags_are_one_line(tmp_path, capsys, flags, fragment):
-    code, _, err = main_in_process("word2vec", "--out", tmp_path / "w2v", *flags, capsys=capsys)
+def test_bad_flags_are_one_line(planted, tmp_path, capsys, flags, fragment):
+    glob, vocab = planted
+    code, _, err = main_in_process("word2vec", "--corpus", glob, "--vocab", vocab, "--out", tmp_path / "w2v",
+                                   *flags, capsys=capsys)
     assert_one_line_error(code, err, "word2vec", fragment)
 
 
-def test_missing_vocabulary_and_empty_corpus(planted, tmp_path):
+def test_missing_vocabulary_or_corpus(planted, tmp_path, capsys):
     glob, vocab = planted
-    assert_usage_error(run_cli("word2vec", "--corpus", glob, "--vocab", tmp_path / "none.txt",
-                               "--out", tmp_path / "a"), "vocabulary not found")
+    code, _, err = main_in_process("word2vec", "--corpus", glob, "--vocab", tmp_path / "none.txt",
+                                   "--out", tmp_path / "a", capsys=capsys)
+    assert_one_line_error(code, err, "word2vec", "vocabulary not found")
+    code, _, err = main_in_process("word2vec", "--corpus", tmp_path / "none.txt", "--vocab", vocab,
+                                   "--out", tmp_path / "a", capsys=capsys)
+    assert_one_line_error(code, err, "word2vec", "does not exist")
+
+
+def test_a_corpus_without_a_word_of_the_vocabulary(planted, tmp_path):
+    glob, vocab = planted
     (tmp_path / "empty.txt").write_text("12 ... !!\nzebra\n")  # no word of the vocabulary
     assert_usage_error(run_cli("word2vec", "--corpus", tmp_path / "empty.txt", "--vocab", vocab,
                                "--out", tmp_path / "b"), "no word of the vocabulary")
@@ -57,8 +67,6 @@ def test_ctrl_c_saves_then_resume_finishes(planted, tmp_path):
         proc.kill()
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "lm_app word2vec: interrupted"
-    refused = run_cli("word2vec", *flags)
-    assert_usage_error(refused, "unfinished run: add --resume")
     resumed = run_cli("word2vec", *flags, "--resume", "--epochs", "3")  # fewer epochs: ends at once
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and (out / "vectors.txt").read_text().startswith("12 8\n")

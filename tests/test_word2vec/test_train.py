@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from lm_app.errors import UsageError
 from lm_app.word2vec.config import Word2VecConfig
 from lm_app.word2vec.train import state_dir, train
 
@@ -50,6 +51,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(planted, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(cfg, verbose=0, log=lambda *a: None, on_batch=stop)
     assert (state_dir(cfg.out) / "checkpoints").is_dir() and not (tmp_path / "cut" / "vectors.txt").exists()
+    with pytest.raises(UsageError, match="unfinished run: add --resume"):
+        train(cfg, verbose=0, log=lambda *a: None)  # a forgotten flag never throws the run away
     resumed = train(cfg, resume=True, verbose=0, log=lambda *a: None)
     assert resumed["trained_words"] == whole["trained_words"]
     np.testing.assert_array_equal(resumed["vectors"], whole["vectors"])
