@@ -168,7 +168,7 @@ def _train(cfg, vocab, ids, ends, state, verbose, log, on_batch):
     bounds = sampling.sentences(ends)
     n_words = int(bounds[-1])
     total = n_words * cfg.epochs
-    log(f"{cfg.mode}: {n_words:,} words a epoch, vocabulary {len(vocab) - len(RESERVED):,}, "
+    log(f"{cfg.mode}: {n_words:,} words an epoch, vocabulary {len(vocab) - len(RESERVED):,}, "
         f"{'native kernel' if ops is not None else 'portable TensorFlow path (slower)'}, "
         f"{cfg.threads} thread(s)")
 
