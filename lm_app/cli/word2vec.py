@@ -36,28 +36,26 @@ def add_commands(sub):
                        "learning rate) on the corpus, with build-dict's vocabulary: words it maps to "
                        "<unk> are left out. Writes vectors.txt (word2vec text format) and more into "
                        "--out; the state beside it (<out>.state) lets --resume continue after Ctrl-C.")
-    g = p.add_argument_group("data")
-    g.add_argument("--corpus", help=f"glob of text files (default: {d.corpus})")
-    g.add_argument("--vocab", help=f"vocabulary from build-dict (default: {d.vocab})")
-    g.add_argument("--out", help=f"output folder (default: {d.out})")
-    g = p.add_argument_group("model", "defaults as gensim's Word2Vec")
-    g.add_argument("--mode", choices=MODES, help=f"predict a word from its context (cbow) or the context "
-                   f"from a word (skipgram) (default: {d.mode})")
-    g.add_argument("--dim", type=int, help=f"vector size (default: {d.dim})")
-    g.add_argument("--window", type=int, help=f"most context words each side (default: {d.window})")
-    g.add_argument("--negative", type=int, help=f"noise words per pair (default: {d.negative})")
-    g.add_argument("--sample", type=float, help=f"subsampling threshold of frequent words, 0 = off "
-                   f"(default: {d.sample:g})")
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, help=f"passes over the corpus (default: {d.epochs})")
-    g.add_argument("--learning-rate", type=float, help=f"starting rate (default: {d.learning_rate:g})")
-    g.add_argument("--min-learning-rate", type=float, help=f"rate at the end; it falls linearly "
-                   f"(default: {d.min_learning_rate:g})")
-    g.add_argument("--threads", type=int, help=f"training threads (default: {d.threads})")
-    g.add_argument("--seed", type=int, help=f"random seed, 0 to {SEED_MAX} (default: {d.seed})")
-    g.add_argument("--batch-words", type=int, help=f"words per training call (default: {d.batch_words:,})")
-    g.add_argument("--save-every", type=int, help=f"batches between checkpoints, besides each epoch's "
-                   f"end (default: {d.save_every})")
+    groups = {
+        ("data", None): [("corpus", "glob of text files"), ("vocab", "vocabulary from build-dict"),
+                         ("out", "output folder")],
+        ("model", "defaults as gensim's Word2Vec"): [
+            ("mode", "predict a word from its context (cbow) or the context from a word (skipgram)"),
+            ("dim", "vector size"), ("window", "most context words each side"),
+            ("negative", "noise words per pair"), ("sample", "subsampling threshold of frequent words, 0 = off")],
+        ("training", None): [
+            ("epochs", "passes over the corpus"), ("learning_rate", "starting rate"),
+            ("min_learning_rate", "rate at the end; it falls linearly"), ("threads", "training threads"),
+            ("seed", f"random seed, 0 to {SEED_MAX}"), ("batch_words", "words per training call"),
+            ("save_every", "batches between checkpoints, besides each epoch's end")],
+    }
+    for (title, description), flags in groups.items():
+        g = p.add_argument_group(title, description)
+        for name, text in flags:
+            default = getattr(d, name)
+            g.add_argument("--" + name.replace("_", "-"), type=type(default), choices=MODES if name == "mode" else None,
+                           help=f"{text} (default: {default:g})" if isinstance(default, float)
+                           else f"{text} (default: {default})")
     g.add_argument("--resume", action="store_true", default=False,
                    help="continue the interrupted run for --out with its saved settings")
     g.add_argument("--fresh", action="store_true", default=False,

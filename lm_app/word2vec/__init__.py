@@ -1,4 +1,4 @@
-"""word2vec: dense word vectors learned by predicting a word from its context (CBOW) or the context from a word (skip-gram).
+"""word2vec: word vectors learned by predicting a word from its context (CBOW) or the context from a word.
 
 Why here: the notes lm_app grew from describe word2vec, and its vectors can
 start a language model's embedding (``train --init-embedding``).  It shares

@@ -1,4 +1,4 @@
-"""The ``word2vec`` command's settings and their one check, kept free of TensorFlow so a bad flag is answered at once."""
+"""The ``word2vec`` command's settings and their one check, free of TensorFlow: a bad flag is answered at once."""
 import dataclasses
 from pathlib import Path
 

@@ -5,18 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lm_app import native
 from lm_app.word2vec import sampling
 
-
-@pytest.fixture(scope="module")
-def kernels():
-    ops = native.ops()
-    if ops is None:
-        if native.compiler() is None:
-            pytest.skip("no C++ compiler on this machine: word2vec trains with its portable path")
-        pytest.fail("a C++ compiler is here, yet the native kernels did not build (see stderr)")
-    return ops
+from tests.test_native import kernels  # noqa: F401  (the fixture: the built ops, else a skip)
 
 
 def reference(syn0, syn1, ids, splits, sample_int, cum, alpha, seed, cbow, window, negative):
