@@ -65,11 +65,15 @@ def train(cfg, resume=False, fresh=False, given=(), verbose=None, log=print, on_
         cfg, vocab = prepare(cfg, state, resume, fresh, given, log)
         files = find_files(cfg.corpus)
         ids, ends = id_stream(files, vocab, state, log)
+        if not resume:  # only now: a corpus without a word must not leave an unfinished run behind
+            shutil.rmtree(state / "checkpoints", ignore_errors=True)
+            write_json(state / RUN, {"config": dataclasses.asdict(cfg), "vocab_sha256": vocab.meta["sha256"],
+                                     "corpus_files": fingerprint(files), "finished": False})
         return _train(cfg, vocab, ids, ends, state, verbose, log, on_batch)
 
 
 def prepare(cfg, state, resume, fresh, given, log):
-    """The settings and vocabulary to train with: the saved run's when resuming, else a clean state."""
+    """The settings and vocabulary to train with: the saved run's when resuming, else the given ones."""
     saved = state / RUN
     if resume and fresh:
         raise UsageError("--resume continues the run in --out and --fresh discards it: give one")
@@ -97,11 +101,7 @@ def prepare(cfg, state, resume, fresh, given, log):
     if run and not run.get("finished") and not fresh:
         raise UsageError(f"{cfg.out} has an unfinished run: add --resume to continue it, "
                          "or --fresh to discard it")
-    vocab = Vocabulary.load(cfg.vocab)
-    shutil.rmtree(state / "checkpoints", ignore_errors=True)
-    write_json(saved, {"config": dataclasses.asdict(cfg), "vocab_sha256": vocab.meta["sha256"],
-                       "corpus_files": fingerprint(find_files(cfg.corpus)), "finished": False})
-    return cfg, vocab
+    return cfg, Vocabulary.load(cfg.vocab)
 
 
 def id_stream(files, vocab, state, log):

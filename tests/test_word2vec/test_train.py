@@ -56,3 +56,11 @@ def test_interrupted_then_resumed_equals_uninterrupted(planted, tmp_path):
     resumed = train(cfg, resume=True, verbose=0, log=lambda *a: None)
     assert resumed["trained_words"] == whole["trained_words"]
     np.testing.assert_array_equal(resumed["vectors"], whole["vectors"])
+
+
+def test_a_corpus_without_words_leaves_no_unfinished_run(planted, tmp_path):
+    (tmp_path / "empty.txt").write_text("zebra 42\n")
+    with pytest.raises(UsageError, match="no word of the vocabulary"):
+        train(config(planted, tmp_path / "w2v", corpus=str(tmp_path / "empty.txt")), verbose=0, log=lambda *a: None)
+    result = train(config(planted, tmp_path / "w2v", epochs=1), verbose=0, log=lambda *a: None)  # no --fresh needed
+    assert len(result["words"]) == 12
