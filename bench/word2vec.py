@@ -109,7 +109,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         vocab, out, sentences, words, prepass = prepare(work, corpus)
-        print(f"{words:,} words a epoch, vocabulary {len(vocab) - 2:,}; lm_app's id file: {prepass:.1f} s (once)")
+        print(f"{words:,} words an epoch, vocabulary {len(vocab) - 2:,}; lm_app's id file: {prepass:.1f} s (once)")
         runs = {(side, mode): [] for side in ("lm_app", "gensim") for mode in args.modes}
         for seed in range(1, args.seeds + 1):
             for mode in args.modes:
