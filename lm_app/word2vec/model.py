@@ -62,6 +62,23 @@ def ns_loss(h, out, labels, weights):
     return -tf.reduce_sum(weights * per_pair)
 
 
+def context_windows(sentence, window, seed):
+    """Each position's context: ``(positions [n, 2 window], valid [n, 2 window])``, the dynamic window.
+
+    ``sentence`` [n] numbers each position's sentence; a centre word draws
+    ``b`` in ``[0, window)`` and sees ``window - b`` words each side, never
+    across its sentence's ends.
+    """
+    n = tf.shape(sentence)[0]
+    reduced = window - tf.random.stateless_uniform([n], seed, 0, window, tf.int32)
+    offsets = tf.constant([o for o in range(-window, window + 1) if o], tf.int32)
+    context = tf.range(n)[:, None] + offsets
+    inside = (context >= 0) & (context < n)
+    context = tf.clip_by_value(context, 0, tf.maximum(n - 1, 0))
+    valid = inside & (tf.gather(sentence, context) == sentence[:, None]) & (tf.abs(offsets)[None] <= reduced[:, None])
+    return context, valid
+
+
 class PortableStep:
     """Trains one batch of sentences with TensorFlow ops (the path without the native kernel)."""
 
@@ -83,13 +100,7 @@ class PortableStep:
         kept = tf.random.stateless_uniform([n_raw], seed) < tf.gather(self.keep, ids)
         ids, sentence, rate = (tf.boolean_mask(x, kept) for x in (ids, sentence, rate))
         n = tf.shape(ids)[0]
-        reduced = self.window - tf.random.stateless_uniform([n], seed + 1, 0, self.window, tf.int32)
-        offsets = tf.constant([o for o in range(-self.window, self.window + 1) if o], tf.int32)
-        context = tf.range(n)[:, None] + offsets  # [n, 2 window] positions
-        inside = (context >= 0) & (context < n)
-        context = tf.clip_by_value(context, 0, tf.maximum(n - 1, 0))
-        valid = inside & (tf.gather(sentence, context) == sentence[:, None]) \
-            & (tf.abs(offsets)[None] <= reduced[:, None])
+        context, valid = context_windows(sentence, self.window, seed + 1)
         chunk = chunk_size(self.tables.vocab_size)
         for start in tf.range(0, n, chunk):
             rows = tf.range(start, tf.minimum(start + chunk, n))

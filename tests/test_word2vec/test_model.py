@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from lm_app.word2vec.model import Word2VecTables, ns_loss
+from lm_app.word2vec.model import Word2VecTables, context_windows, ns_loss
 
 
 def numpy_loss_and_gradients(h, out, labels, weights):
@@ -35,3 +35,17 @@ def test_tables_start_as_gensims():
     syn0 = tables.syn0.numpy()
     assert np.abs(syn0).max() <= 0.5 / 10 and syn0.std() > 0.01
     assert not tables.syn1neg.numpy().any()
+
+
+def test_dynamic_window_sees_offset_o_with_probability_window_minus_o_plus_1_over_window():
+    """b uniform in [0, window), window - b each side: offset o is seen with probability (window - |o| + 1) / window."""
+    window, n = 5, 20_000
+    sentence = tf.constant(np.repeat([0, 1], n // 2), tf.int64)
+    context, valid = context_windows(sentence, window, tf.constant([4, 2], tf.int64))
+    valid = valid.numpy()[window:n // 2 - window]  # centres whose whole window lies inside sentence 0
+    offsets = [o for o in range(-window, window + 1) if o]
+    for column, o in enumerate(offsets):
+        p = (window - abs(o) + 1) / window
+        assert abs(valid[:, column].mean() - p) <= 3 * np.sqrt(p * (1 - p) / len(valid)) + 1e-12, o
+    edge = context_windows(sentence, window, tf.constant([4, 2], tf.int64))[1].numpy()[n // 2 - 1]
+    assert not edge[window:].any()  # the last word of sentence 0 sees nothing of sentence 1
