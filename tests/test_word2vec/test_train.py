@@ -56,6 +56,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(planted, tmp_path):
     assert (state_dir(cfg.out) / "checkpoints").is_dir() and not (tmp_path / "cut" / "vectors.txt").exists()
     with pytest.raises(UsageError, match="unfinished run: add --resume"):
         train(cfg, verbose=0, log=lambda *a: None)  # a forgotten flag never throws the run away
+    with pytest.raises(UsageError, match="--dim 8 differs from the run"):
+        train(config(planted, tmp_path / "cut", dim=8), resume=True, given={"dim"}, verbose=0, log=lambda *a: None)
     resumed = train(cfg, resume=True, verbose=0, log=lambda *a: None)
     assert resumed["trained_words"] == whole["trained_words"]
     np.testing.assert_array_equal(resumed["vectors"], whole["vectors"])
