@@ -406,4 +406,113 @@ void dropout(int T, int B, int F, uint64_t key, const uint64_t counter[2], float
   }
 }
 
+
+// ---- word2vec (see kernels.h).  The sigmoid is word2vec.c's and gensim's: read from a table of 1000
+// values over (-6, 6), a pair whose dot product lies beyond skipped (its gradient is nearly 0).  So the
+// kernel trains exactly gensim's function, and skip-gram, which scores 6 pairs per (centre, context),
+// spends no exp on each.
+namespace {
+
+constexpr uint64_t kLcgMask = (uint64_t{1} << 48) - 1;
+constexpr int kExpTableSize = 1000;
+constexpr float kMaxExp = 6;
+
+struct SigmoidTable {
+  float value[kExpTableSize];
+  SigmoidTable() {
+    for (int i = 0; i < kExpTableSize; ++i) {
+      const float e = (float)std::exp(((double)i / kExpTableSize * 2 - 1) * kMaxExp);
+      value[i] = e / (e + 1);
+    }
+  }
+};
+const SigmoidTable kSigmoid;
+
+inline uint64_t lcg_draw(uint64_t& state) {
+  const uint64_t value = state;
+  state = (state * 25214903917ULL + 11) & kLcgMask;
+  return value;
+}
+
+inline float dot(const float* a, const float* b, int n) {
+  vf acc = {};
+  chunks(n, [&](int j, auto m) { acc += load_n(a + j, m) * load_n(b + j, m); });
+  return sum(acc);
+}
+
+inline void axpy(float a, const float* x, float* y, int n) {
+  const vf av = splat(a);
+  chunks(n, [&](int j, auto m) { store_n(y + j, load_n(y + j, m) + av * load_n(x + j, m), m); });
+}
+
+// The positive pair (h -> target) and `negative` noise words: gensim's fast_sentence_*_neg.
+inline void negative_sampling(const Word2vecBatch& b, int target, const float* h, float alpha, uint64_t& rng,
+                              float* work) {
+  const int64_t total = b.cum_table[b.vocab - 1];
+  for (int d = 0; d <= b.negative; ++d) {
+    int word = target;
+    float label = 1;
+    if (d) {
+      const int64_t x = (int64_t)((lcg_draw(rng) >> 16) % (uint64_t)total);
+      word = (int)(std::upper_bound(b.cum_table, b.cum_table + b.vocab, x) - b.cum_table);
+      if (word == target) continue;
+      label = 0;
+    }
+    float* out = b.syn1neg + (long)word * b.dim;
+    const float f = dot(h, out, b.dim);
+    if (f <= -kMaxExp || f >= kMaxExp) continue;
+    const float g = (label - kSigmoid.value[(int)((f + kMaxExp) * (kExpTableSize / kMaxExp / 2))]) * alpha;
+    axpy(g, out, work, b.dim);
+    axpy(g, h, out, b.dim);
+  }
+}
+
+}  // namespace
+
+uint64_t word2vec_seed(uint64_t seed, uint64_t epoch, uint64_t sentence) {  // splitmix64's finaliser
+  uint64_t z = seed * 0x9E3779B97F4A7C15ULL + epoch * 0xD1B54A32D192ED03ULL + sentence * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return (z ^ (z >> 31)) & kLcgMask;
+}
+
+int64_t word2vec_sentence(const Word2vecBatch& b, int s, int32_t* scratch, float* neu1, float* work) {
+  const int64_t begin = b.splits[s], end = b.splits[s + 1], batch_words = b.splits[b.sentences];
+  const float alpha = b.alpha_start + (b.alpha_end - b.alpha_start) * (batch_words ? (float)begin / batch_words : 0.f);
+  uint64_t rng = word2vec_seed(b.seed, b.epoch, b.first_sentence + s);
+  int32_t* kept = scratch;
+  int n = 0;
+  for (int64_t p = begin; p < end; ++p) {
+    const int w = b.ids[p];
+    if ((int64_t)(lcg_draw(rng) >> 16) <= b.sample_int[w]) kept[n++] = w;
+  }
+  int32_t* reduced = scratch + (end - begin);
+  for (int i = 0; i < n; ++i) reduced[i] = (int32_t)((lcg_draw(rng) >> 16) % (uint64_t)b.window);
+  const int dim = b.dim;
+  for (int i = 0; i < n; ++i) {
+    const int first = std::max(0, i - b.window + reduced[i]), last = std::min(n, i + b.window + 1 - reduced[i]);
+    if (b.cbow) {
+      std::fill(neu1, neu1 + dim, 0.f);
+      int count = 0;
+      for (int m = first; m < last; ++m)
+        if (m != i) axpy(1.f, b.syn0 + (long)kept[m] * dim, neu1, dim), ++count;
+      if (!count) continue;
+      for (int k = 0; k < dim; ++k) neu1[k] /= count;
+      std::fill(work, work + dim, 0.f);
+      negative_sampling(b, kept[i], neu1, alpha, rng, work);
+      for (int m = first; m < last; ++m)
+        if (m != i) axpy(1.f, work, b.syn0 + (long)kept[m] * dim, dim);
+    } else {
+      for (int m = first; m < last; ++m) {
+        if (m == i) continue;
+        float* row = b.syn0 + (long)kept[m] * dim;  // the context word's vector predicts the centre word
+        std::fill(work, work + dim, 0.f);
+        negative_sampling(b, kept[i], row, alpha, rng, work);
+        axpy(1.f, work, row, dim);
+      }
+    }
+  }
+  return n;
+}
+
 }  // namespace lm_app

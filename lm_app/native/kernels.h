@@ -48,4 +48,31 @@ void softmax_cross_entropy(int rows, int V, const float* xw, const float* bias, 
 void dropout(int T, int B, int F, uint64_t key, const uint64_t counter[2], float rate, float scale,
              const float* x, float* y, float* mask, int first_b, int count_b);
 
+
+// word2vec with negative sampling, as gensim's word2vec_inner.pyx (and word2vec.c) trains it: one
+// sentence of a batch, updating the tables syn0 and syn1neg [vocab, dim] in place (Hogwild: other
+// threads train other sentences at once).  The sentence is ids[splits[s] .. splits[s + 1]); its
+// random stream (48-bit LCG) starts from (seed, epoch, first_sentence + s); its learning rate is
+// interpolated from alpha_start to alpha_end by where it starts in the batch.  Draw order: one
+// 32-bit draw per word for subsampling (kept when draw <= sample_int[word]), one per kept word for
+// the window reduction b in [0, window), then one per noise word (upper bound of draw % cum_table's
+// total in cum_table).  Returns the number of kept words.  `scratch` holds 2 x the sentence's
+// length ints, `neu1` and `work` dim floats each.
+struct Word2vecBatch {
+  float* syn0;
+  float* syn1neg;
+  int dim, vocab;
+  const int32_t* ids;
+  const int64_t* splits;
+  int sentences;
+  const int64_t* sample_int;
+  const int64_t* cum_table;
+  float alpha_start, alpha_end;
+  uint64_t seed, epoch, first_sentence;
+  bool cbow;
+  int window, negative;
+};
+uint64_t word2vec_seed(uint64_t seed, uint64_t epoch, uint64_t sentence);
+int64_t word2vec_sentence(const Word2vecBatch& batch, int s, int32_t* scratch, float* neu1, float* work);
+
 }  // namespace lm_app

@@ -5,10 +5,14 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <thread>
+#include <vector>
 
 #include "kernels.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/platform/threadpool.h"
 
@@ -261,10 +265,116 @@ class Dropout : public OpKernel {
   bool time_major_;
 };
 
+REGISTER_OP("LmAppWord2vec")
+    .Input("syn0: resource")          // [V, dim] float: the input vectors, updated in place
+    .Input("syn1neg: resource")       // [V, dim] float: the output vectors, updated in place
+    .Input("ids: int32")              // [N]: the batch's sentences, one after another
+    .Input("splits: int64")           // [S + 1]: sentence s is ids[splits[s] .. splits[s + 1])
+    .Input("sample_int: int64")       // [V]: keep a word when a 32-bit draw is <= this
+    .Input("cum_table: int64")        // [V]: cumulative unigram^0.75 weights
+    .Input("alpha: float")            // [2]: the learning rate at the batch's start and end
+    .Input("seed: int64")             // [3]: seed, epoch, index of the batch's first sentence
+    .Attr("cbow: bool")
+    .Attr("window: int >= 1")
+    .Attr("negative: int >= 0")
+    .Attr("threads: int >= 1")
+    .Output("kept: int64")            // words left after subsampling
+    .SetIsStateful()
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      return absl::OkStatus();
+    });
+
+// A variable's buffer, unshared so it can be written in place (as TensorFlow's own in-place updates do:
+// a tensor read from it earlier may still hold the old buffer, and must keep seeing the old values).
+absl::Status writable(OpKernelContext* ctx, Var* var, Tensor** out) {
+  Tensor* t = var->tensor();
+  if (!var->is_initialized || t->dtype() != DT_FLOAT || t->dims() != 2)
+    return errors::InvalidArgument("word2vec wants initialised float [vocab, dim] variables");
+  if (!t->RefCountIsOne()) {
+    Tensor copy;
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(DT_FLOAT, t->shape(), &copy));
+    std::copy_n(t->flat<float>().data(), t->NumElements(), copy.flat<float>().data());
+    *t = copy;
+  }
+  *out = t;
+  return absl::OkStatus();
+}
+
+// Trains a batch of sentences, Hogwild: `threads` threads claim sentences one at a time and update the
+// shared tables without locks, as word2vec.c and gensim do; each sentence's random numbers are its own.
+class Word2vec : public OpKernel {
+ public:
+  explicit Word2vec(OpKernelConstruction* c) : OpKernel(c) {
+    OP_REQUIRES_OK(c, c->GetAttr("cbow", &cbow_));
+    OP_REQUIRES_OK(c, c->GetAttr("window", &window_));
+    OP_REQUIRES_OK(c, c->GetAttr("negative", &negative_));
+    OP_REQUIRES_OK(c, c->GetAttr("threads", &threads_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<Var> syn0, syn1neg;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &syn0));
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 1), &syn1neg));
+    mutex_lock lock0(*syn0->mu());
+    mutex_lock lock1(*syn1neg->mu());
+    Tensor *in, *out;
+    OP_REQUIRES_OK(ctx, writable(ctx, syn0.get(), &in));
+    OP_REQUIRES_OK(ctx, writable(ctx, syn1neg.get(), &out));
+    const Tensor &ids = ctx->input(2), &splits = ctx->input(3), &sample = ctx->input(4), &cum = ctx->input(5),
+                 &alpha = ctx->input(6), &seed = ctx->input(7);
+    const int64_t V = in->dim_size(0), dim = in->dim_size(1);
+    OP_REQUIRES(ctx, out->shape() == in->shape() && sample.NumElements() == V && cum.NumElements() == V && V > 0,
+                errors::InvalidArgument("word2vec: syn0, syn1neg, sample_int and cum_table disagree on the vocabulary"));
+    OP_REQUIRES(ctx, alpha.NumElements() == 2 && seed.NumElements() == 3 && splits.NumElements() >= 1,
+                errors::InvalidArgument("word2vec wants alpha [2], seed [3] and splits [S + 1]"));
+    const int32_t* id = ids.flat<int32_t>().data();
+    const int64_t* split = splits.flat<int64_t>().data();
+    const int64_t S = splits.NumElements() - 1;
+    OP_REQUIRES(ctx, split[0] == 0 && split[S] == ids.NumElements(),
+                errors::InvalidArgument("word2vec: splits must run from 0 to the number of ids"));
+    int64_t longest = 0;
+    for (int64_t s = 0; s < S; ++s) {
+      OP_REQUIRES(ctx, split[s + 1] >= split[s], errors::InvalidArgument("word2vec: splits must not decrease"));
+      longest = std::max(longest, split[s + 1] - split[s]);
+    }
+    for (int64_t i = 0; i < ids.NumElements(); ++i)
+      OP_REQUIRES(ctx, id[i] >= 0 && id[i] < V, errors::InvalidArgument("word2vec: id ", id[i], " outside [0, ", V, ")"));
+    OP_REQUIRES(ctx, negative_ == 0 || cum.flat<int64_t>()(V - 1) > 0,
+                errors::InvalidArgument("word2vec: the noise table is empty"));
+    const auto* s = seed.flat<int64_t>().data();
+    const lm_app::Word2vecBatch batch{in->flat<float>().data(), out->flat<float>().data(), (int)dim, (int)V,
+                                      id, split, (int)S, sample.flat<int64_t>().data(), cum.flat<int64_t>().data(),
+                                      alpha.flat<float>()(0), alpha.flat<float>()(1), (uint64_t)s[0],
+                                      (uint64_t)s[1], (uint64_t)s[2], cbow_, window_, negative_};
+    std::atomic<int64_t> next{0}, kept{0};
+    auto run = [&] {
+      std::vector<int32_t> scratch(2 * longest + 1);
+      std::vector<float> neu1(dim), work(dim);
+      int64_t mine = 0;
+      for (int64_t k; (k = next.fetch_add(1)) < S;)
+        mine += lm_app::word2vec_sentence(batch, (int)k, scratch.data(), neu1.data(), work.data());
+      kept += mine;
+    };
+    std::vector<std::thread> helpers;
+    for (int t = 1; t < std::min<int64_t>(threads_, S); ++t) helpers.emplace_back(run);
+    run();
+    for (auto& h : helpers) h.join();
+    Tensor* result;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &result));
+    result->scalar<int64_t>()() = kept;
+  }
+
+ private:
+  bool cbow_;
+  int window_, negative_, threads_;
+};
+
 REGISTER_KERNEL_BUILDER(Name("LmAppLstmForward").Device(DEVICE_CPU), LstmForward);
 REGISTER_KERNEL_BUILDER(Name("LmAppLstmBackward").Device(DEVICE_CPU), LstmBackward);
 REGISTER_KERNEL_BUILDER(Name("LmAppSoftmaxCrossEntropy").Device(DEVICE_CPU), SoftmaxCrossEntropy);
 REGISTER_KERNEL_BUILDER(Name("LmAppDropout").Device(DEVICE_CPU), Dropout);
+REGISTER_KERNEL_BUILDER(Name("LmAppWord2vec").Device(DEVICE_CPU), Word2vec);
 
 }  // namespace
 }  // namespace tensorflow
