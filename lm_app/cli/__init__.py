@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from . import lm
+from . import dialogue, lm
 
 PROG = "lm_app"
 
@@ -28,6 +28,7 @@ def make_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=Parser)
     lm.add_commands(sub)
+    dialogue.add_commands(sub)
     parser.commands = sub.choices
     return parser
 

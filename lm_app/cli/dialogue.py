@@ -1,4 +1,9 @@
 """The dialogue family's command line: ``train --objective dialogue``'s flags and ``respond``."""
+import argparse
+import json
+import sys
+
+from ..process import import_tensorflow
 
 
 def add_train_flags(p, defaults):
@@ -15,3 +20,53 @@ def add_train_flags(p, defaults):
     g.add_argument("--word-drop", type=float, default=defaults.word_drop,
                    help="--arch vhred: share of the decoder's input words replaced by <unk> in "
                    "training, against posterior collapse (default: %(default)s)")
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def cmd_respond(args):
+    from ..dialogue.respond import check_model, check_some, check_words, respond
+    from ..predict import model_mode
+
+    turns = args.turns
+    if turns == ["-"]:
+        turns = [line for line in sys.stdin.buffer.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    check_some(turns)
+    check_model(args.model_dir)  # before TensorFlow loads: a wrong folder is answered at once
+    check_words(turns, model_mode(args.model_dir))
+    import_tensorflow()
+    answers = respond(args.model_dir, turns, args.samples or 0, args.temperature)
+    if args.json:
+        print(json.dumps({"turns": turns, "responses": answers}))
+        return
+    for answer in answers:
+        print(answer["response"])
+
+
+def add_commands(sub):
+    """``respond``: the next turn of a conversation."""
+    p = sub.add_parser("respond", help="write the next turn of a conversation (a dialogue model)",
+                       description="Answer the conversation so far with a model trained with --objective "
+                       "dialogue: each TURN is one argument, oldest first (only the model's last "
+                       "--context-turns count); - reads the turns from stdin, one per line. Greedy by "
+                       "default; --samples draws that many answers (VHRED also draws its z).")
+    p.add_argument("turns", nargs="*", metavar="TURN", help="the turns so far, oldest first, or -")
+    p.add_argument("--model-dir", default="saved_models/dialogue", help="trained dialogue model (default: %(default)s)")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="sample this many answers instead of the greedy one (default: greedy)")
+    p.add_argument("--temperature", type=positive_float, default=1.0,
+                   help="with --samples: divides the logits before sampling (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the turns and answers as JSON")
+    p.set_defaults(func=cmd_respond)

@@ -1,4 +1,5 @@
-"""``train --objective dialogue`` as a user runs it: the loop trains, scores, reports VHRED's KL and exports."""
+"""``train --objective dialogue``: the loop trains, scores, reports VHRED's KL and exports; ``respond`` answers."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -6,8 +7,10 @@ import sys
 
 import pytest
 
-from tests.conftest import run_cli, train_cli
-from tests.test_dialogue.common import write_dialogues
+from lm_app.config import TrainConfig
+from lm_app.train import train
+from tests.conftest import ROOT, assert_one_line_error, main_in_process
+from tests.test_dialogue.common import vocabulary, write_dialogues
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet".split()
 
@@ -19,14 +22,14 @@ def synthetic_dialogues(n=60, turns=4):
 
 @pytest.fixture(scope="module")
 def vhred(tmp_path_factory):
-    """A tiny VHRED trained for 2 epochs by the CLI: its folder (tests only read it)."""
+    """A tiny VHRED trained for 1 epoch by ``train`` (in this process, to spare a TensorFlow start): its folder."""
     work = tmp_path_factory.mktemp("vhred")
-    corpus = write_dialogues(work / "dialogues.txt", synthetic_dialogues())
-    built = run_cli("build-dict", "--corpus", corpus, "--vocab", work / "vocab.txt", "--min-count", 0)
-    assert built.returncode == 0, built.stderr
-    train_cli(corpus, work / "vocab.txt", work / "model", "--objective", "dialogue", "--arch", "vhred",
-              "--cell", "lstm", "--embedding", 8, "--hidden", 8, "--epochs", 2, "--batch-size", 16,
-              "--kl-anneal-steps", 10, "--seed", 5)
+    corpus_file = write_dialogues(work / "dialogues.txt", synthetic_dialogues())
+    vocabulary(corpus_file).save(work / "vocab.txt")
+    cfg = TrainConfig(corpus=str(corpus_file), vocab=str(work / "vocab.txt"), model_dir=str(work / "model"),
+                      objective="dialogue", arch="vhred", cell="lstm", embedding=8, hidden=8, epochs=1,
+                      batch_size=16, kl_anneal_steps=10, seed=5)
+    train(cfg, verbose=0, log=lambda line: None)
     return work / "model"
 
 
@@ -61,3 +64,32 @@ def test_the_savedmodel_answers_a_batch_of_contexts_without_lm_app(vhred, tmp_pa
     for response in out["response"] + [out["sample"]]:
         assert set(response.split()) <= set(WORDS) | {"<unk>"}
         assert "<pad>" not in response
+
+
+def test_respond_answers_from_arguments_and_from_stdin(vhred, capsys):
+    code, out, err = main_in_process("respond", "alpha bravo charlie", "bravo charlie delta", "--model-dir", vhred,
+                                     "--json", capsys=capsys)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["turns"] == ["alpha bravo charlie", "bravo charlie delta"] and len(answer["responses"]) == 1
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    piped = subprocess.run([sys.executable, "-m", "lm_app", "respond", "-", "--model-dir", str(vhred), "--samples", "3"],
+                           input="alpha bravo charlie\n\nbravo charlie delta\n", env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    lines = piped.stdout.splitlines()
+    assert len(lines) == 3 and all(set(line.split()) <= set(WORDS) | {"<unk>"} for line in lines)
+
+
+def test_respond_refuses_no_turns_and_a_model_that_is_not_a_dialogue_model(tmp_path, capsys):
+    code, _, err = main_in_process("respond", capsys=capsys)
+    assert_one_line_error(code, err, "respond", "no turns")
+    language_model = tmp_path / "lm"
+    language_model.mkdir()
+    (language_model / "config.json").write_text(json.dumps(dataclasses.asdict(TrainConfig())))
+    code, _, err = main_in_process("respond", "hello", "--model-dir", language_model, capsys=capsys)
+    assert_one_line_error(code, err, "respond", "holds a --objective window model, not a dialogue model")
+    code, _, err = main_in_process("respond", "hello", "--model-dir", tmp_path / "nothing", capsys=capsys)
+    assert_one_line_error(code, err, "respond", "no trained dialogue model in")
+    code, _, err = main_in_process("respond", "hello", "--samples", "0", capsys=capsys)
+    assert code == 2 and "--samples: must be a positive integer" in err
