@@ -74,3 +74,28 @@ def test_the_flat_baseline_has_about_hreds_parameter_count(capsys):
             counts[arch, cell] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         print(f"{cell}: HRED {counts['hred', cell]:,} parameters, flat seq2seq {counts['seq2seq', cell]:,}")
         assert counts["seq2seq", cell] == pytest.approx(counts["hred", cell], rel=0.01)
+
+
+def test_vhred_drops_decoder_input_words_in_training_only():
+    model = DialogueModel(11, "vhred", "gru", embedding=4, hidden=4, word_drop=0.4, seed=1).build_all()
+    response = tf.fill([200, 30], 5)
+    trained = model.decoder_inputs(response, training=True).numpy()
+    assert (trained[:, 0] == model.eot).all()  # the start symbol is never dropped
+    assert np.mean(trained[:, 1:] == 1) == pytest.approx(0.4, abs=0.03)  # <unk> is id 1
+    assert set(np.unique(trained[:, 1:])) == {1, 5}
+    assert (model.decoder_inputs(response).numpy()[:, 1:] == 5).all()
+    hred = DialogueModel(11, "hred", "gru", embedding=4, hidden=4, word_drop=0.4).build_all()
+    assert (hred.decoder_inputs(response, training=True).numpy()[:, 1:] == 5).all()
+
+
+def test_the_kl_weight_rises_linearly_with_training_steps_and_evaluation_weighs_it_fully():
+    model = DialogueModel(11, "vhred", "gru", embedding=4, hidden=4, kl_anneal_steps=4, seed=1).build_all()
+    context, response = tf.ones([2, 2, 3], tf.int32), tf.constant([[3, 11, 0], [4, 4, 11]])
+    weights = []
+    for _ in range(6):
+        weights.append(float(model.kl_weight()))
+        _, _, kl = model.token_losses(context, response, training=True)
+        assert kl.shape == (2,) and (kl.numpy() >= 0).all()
+    assert weights == [0, 0.25, 0.5, 0.75, 1, 1]
+    model.token_losses(context, response)
+    assert float(model.kl_step) == 6  # evaluation does not advance the schedule
