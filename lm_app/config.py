@@ -124,7 +124,7 @@ class TrainConfig:
     seed: int = 1234
     preset: str = ""  # recorded; its values are the fields above
     # --objective dialogue (rules: dialogue/settings.py).  A small corpus: the KL weight reaches 1
-    # after 500 steps, about 20 epochs of the Shakespeare dialogues at --batch-size 128.
+    # after 500 steps, about 17 epochs of the Shakespeare training dialogues at --batch-size 128.
     context_turns: int = 2
     max_turn_words: int = 30
     kl_anneal_steps: int = 500
@@ -221,9 +221,9 @@ class TrainConfig:
             yield (ONEHOT_ONLY + (f" (--preset {self.preset} sets it: give --embedding N)" if self.preset else ""))
         if self.tied and self.embedding != self.hidden:
             yield "--tied needs --embedding equal to --hidden"
-        for name in ("cell", "score"):
-            if name in changed and arch not in ("attention", "seq2seq", "hred", "vhred"):
-                yield f"{flag(name)} acts with --arch attention, seq2seq, hred or vhred only"
+        for name, also in (("cell", ("hred", "vhred")), ("score", ())):
+            if name in changed and arch not in ("attention", "seq2seq", *also):
+                yield f"{flag(name)} acts with --arch attention or seq2seq only" + (" (or hred, vhred)" if also else "")
         if "target_len" in changed and arch != "seq2seq":
             yield "--target-len acts with --arch seq2seq only"
         if "layers" in changed and arch in ("attention", "seq2seq"):

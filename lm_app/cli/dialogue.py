@@ -6,22 +6,22 @@ import sys
 from ..process import import_tensorflow
 
 
-TRAIN_FLAGS = (  # (setting, type, help): train's dialogue flags
-    ("context_turns", int, "turns of context each response answers; every later turn of a dialogue is a response"),
-    ("max_turn_words", int, "words kept of each turn, longer turns are cut"),
-    ("kl_anneal_steps", int, "--arch vhred: steps over which the KL weight rises from 0 to 1"),
-    ("word_drop", float, "--arch vhred: share of the decoder's input words replaced by <unk> in training, "
-     "against posterior collapse"),
+TRAIN_FLAGS = (  # (group, setting, type, help): train's dialogue flags, in the groups of its help
+    ("data", "context_turns", int, "--objective dialogue: turns of context each response answers; every later "
+     "turn of a dialogue (one turn per line, a blank line between dialogues) is a response"),
+    ("data", "max_turn_words", int, "--objective dialogue: words kept of each turn, longer turns are cut"),
+    ("model", "kl_anneal_steps", int, "--arch vhred: steps over which the KL weight rises from 0 to 1"),
+    ("model", "word_drop", float, "--arch vhred: share of the decoder's input words replaced by <unk> in "
+     "training, against posterior collapse"),
 )
 
 
 def add_train_flags(p, defaults):
-    """``train``'s dialogue flags, in their own group of the train parser (called from :mod:`.lm`)."""
-    g = p.add_argument_group("dialogue", "--objective dialogue: one turn per line, a blank line between dialogues")
-    for name, kind, text in TRAIN_FLAGS:
-        g.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
-                       metavar="N" if kind is int else "SHARE",
-                       help=text + " (default: %(default)s)")
+    """``train``'s dialogue flags, each in the group of the train parser it belongs to (called from :mod:`.lm`)."""
+    groups = {g.title: g for g in p._action_groups}
+    for group, name, kind, text in TRAIN_FLAGS:
+        groups[group].add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
+                                   metavar="N" if kind is int else "SHARE", help=text + " (default: %(default)s)")
 
 
 def positive_int(text):

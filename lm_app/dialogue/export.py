@@ -1,7 +1,8 @@
 """The dialogue SavedModel: a batch of contexts (turns as strings) in, a response and its log-probability out.
 
 ``serving_default`` decodes greedily; ``sample`` draws each word at a
-temperature (VHRED draws z from the prior in both).  Inside the graph: the
+temperature (VHRED draws z from the prior in both); neither writes ``<pad>``
+or ``<unk>``.  Inside the graph: the
 normalisation, the last ``context_turns`` non-empty turns of each row (rows
 are padded with empty strings; a shorter context is left-padded with empty
 turns, as an empty turn was read in training), each turn's first
@@ -45,11 +46,12 @@ class DialogueModule(lm_export.NextWordModule):
         c = model.context(self.context_ids(turns))
         condition, states = model.start(c, model.latent_sample(c)[0] if model.latent else None)
         batch = tf.shape(c)[0]
-        never_pad = tf.one_hot(text.PAD_ID, model.n_ids, on_value=-1e9, off_value=0.0)
+        # As generate bans them: <pad> is no word, and an answer of <unk> says nothing.
+        banned = tf.reduce_sum(tf.one_hot([text.PAD_ID, text.UNK_ID], model.n_ids, on_value=-1e9, off_value=0.0), 0)
 
         def step(t, previous, states, done, log_prob, words):
             logits, states = model.step(previous, condition, states)
-            logits += never_pad
+            logits += banned
             if temperature is None:
                 chosen = tf.argmax(logits, axis=-1, output_type=tf.int32)
             else:
