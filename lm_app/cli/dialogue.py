@@ -57,8 +57,33 @@ def cmd_respond(args):
         print(answer["response"])
 
 
+def cmd_chat(args):
+    from ..dialogue.respond import chat, check_model
+    from ..predict import model_mode
+
+    check_model(args.model_dir)
+    import_tensorflow()
+    prompt = sys.stdin.isatty()
+
+    def lines():
+        while True:
+            if prompt:
+                print("> ", end="", flush=True)
+            line = sys.stdin.readline()
+            if not line:  # Ctrl-D, or the end of piped input
+                return
+            yield line
+
+    try:
+        chat(args.model_dir, lines(), lambda answer: print(answer, flush=True), model_mode(args.model_dir))
+    except KeyboardInterrupt:  # Ctrl-C ends a chat as Ctrl-D does: it is how people leave
+        pass
+    if prompt:
+        print()
+
+
 def add_commands(sub):
-    """``respond``: the next turn of a conversation."""
+    """``respond`` and ``chat``: the next turn of a conversation."""
     p = sub.add_parser("respond", help="write the next turn of a conversation (a dialogue model)",
                        description="Answer the conversation so far with a model trained with --objective "
                        "dialogue: each TURN is one argument, oldest first (only the model's last "
@@ -72,3 +97,10 @@ def add_commands(sub):
                    help="with --samples: divides the logits before sampling (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the turns and answers as JSON")
     p.set_defaults(func=cmd_respond)
+
+    p = sub.add_parser("chat", help="talk with a dialogue model, one line per turn",
+                       description="An interactive loop: each line you type is a turn, the model "
+                       "answers it; the last --context-turns turns (yours and its) are the context. "
+                       "/reset clears them; Ctrl-D or Ctrl-C ends the chat.")
+    p.add_argument("--model-dir", default="saved_models/dialogue", help="trained dialogue model (default: %(default)s)")
+    p.set_defaults(func=cmd_chat)

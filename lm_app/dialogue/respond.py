@@ -1,4 +1,4 @@
-"""``respond``: the next turn of a conversation from a dialogue SavedModel.
+"""``respond`` and ``chat``: the next turn of a conversation from a dialogue SavedModel.
 
 The model is checked from its ``config.json`` before TensorFlow loads, so a
 language model's folder is refused at once; the answer itself comes from the
@@ -36,6 +36,37 @@ def check_words(turns, mode="words"):
     if not any(has_words(turn, mode) for turn in turns):
         raise UsageError("the turns have no words: they are empty after normalisation")
     return turns
+
+
+def context_turns(model_dir):
+    """How many turns the model reads (its run's ``--context-turns``)."""
+    return json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["context_turns"]
+
+
+def chat(model_dir, lines, write, mode="words"):
+    """Answer each line of ``lines`` in turn, keeping the last ``--context-turns`` turns (both sides').
+
+    ``/reset`` forgets them; a line without words is skipped with a note.  The
+    model is loaded once, so each answer costs one call of its signature.
+    """
+    import tensorflow as tf
+
+    from ..predict import load_model
+
+    serve = load_model(model_dir).signatures["serving_default"]
+    keep, history = context_turns(model_dir), []
+    for line in lines:
+        line = line.strip()
+        if line == "/reset":
+            history = []
+            write("(context cleared)")
+        elif not has_words(line, mode):
+            write("(no words: say something, or /reset)")
+        else:
+            history = (history + [line])[-keep:]
+            answer = serve(turns=tf.constant([history]))["response"].numpy()[0].decode("utf-8", "replace")
+            write(answer)
+            history = (history + [answer])[-keep:]
 
 
 def respond(model_dir, turns, samples=0, temperature=1.0):

@@ -1,5 +1,6 @@
 """``train --objective dialogue``: the loop trains, scores, reports VHRED's KL and exports; ``respond`` answers."""
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -92,3 +93,15 @@ def test_respond_refuses_no_turns_and_a_model_that_is_not_a_dialogue_model(tmp_p
     assert_one_line_error(code, err, "respond", "no trained dialogue model in")
     code, _, err = main_in_process("respond", "hello", "--samples", "0", capsys=capsys)
     assert code == 2 and "--samples: must be a positive integer" in err
+
+
+def test_chat_answers_each_line_keeps_the_context_and_resets(vhred, capsys, monkeypatch):
+    typed = "alpha bravo charlie\n!!!\n/reset\ngolf hotel india\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(typed))
+    code, out, err = main_in_process("chat", "--model-dir", vhred, capsys=capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 4 and lines[1].startswith("(no words") and lines[2] == "(context cleared)"
+    assert all(set(lines[i].split()) <= set(WORDS) for i in (0, 3))
+    code, _, err = main_in_process("chat", "--model-dir", vhred.parent, capsys=capsys)
+    assert_one_line_error(code, err, "chat", "no trained dialogue model")
