@@ -42,35 +42,8 @@ class DialogueModule(lm_export.NextWordModule):
                           [-1, k, self.max_turn_words + 1])
 
     def respond(self, turns, temperature=None):
-        model = self.model
-        c = model.context(self.context_ids(turns))
-        condition, states = model.start(c, model.latent_sample(c)[0] if model.latent else None)
-        batch = tf.shape(c)[0]
-        # As generate bans them: <pad> is no word, and an answer of <unk> says nothing.
-        banned = tf.reduce_sum(tf.one_hot([text.PAD_ID, text.UNK_ID], model.n_ids, on_value=-1e9, off_value=0.0), 0)
-
-        def step(t, previous, states, done, log_prob, words):
-            logits, states = model.step(previous, condition, states)
-            logits += banned
-            if temperature is None:
-                chosen = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            else:
-                chosen = tf.random.categorical(logits / temperature, 1, dtype=tf.int32)[:, 0]
-            chosen = tf.where(done, model.eot, chosen)
-            gained = tf.gather(tf.nn.log_softmax(logits), chosen, batch_dims=1)
-            log_prob += tf.where(done, 0.0, gained)
-            return t + 1, chosen, states, done | (chosen == model.eot), log_prob, words.write(t, chosen)
-
-        steps = self.max_turn_words + 1
-
-        def going(t, previous, states, done, *_):
-            return (t < steps) & ~tf.reduce_all(done)
-
-        start = (tf.constant(0), tf.fill([batch], model.eot), states, tf.zeros([batch], tf.bool),
-                 tf.zeros([batch]), tf.TensorArray(tf.int32, size=steps, element_shape=[None]))
-        *_, log_prob, words = tf.while_loop(going, step, start)
-        words = tf.transpose(words.stack())  # steps never taken (all had ended) stack as <pad>
-        real = (words != model.eot) & (words != text.PAD_ID)
+        words, log_prob = decode(self.model, self.context_ids(turns), self.max_turn_words + 1, temperature)
+        real = (words != self.model.eot) & (words != text.PAD_ID)
         strings = tf.ragged.boolean_mask(self.id_to_word.lookup(tf.cast(words, tf.int64)), real)
         return {"response": tf.strings.reduce_join(strings, axis=-1, separator=" "), "log_prob": log_prob}
 
@@ -81,6 +54,40 @@ class DialogueModule(lm_export.NextWordModule):
     @tf.function(input_signature=[TURNS, tf.TensorSpec([], tf.float32, name="temperature")])
     def sample(self, turns, temperature):
         return self.respond(turns, tf.maximum(temperature, 1e-6))
+
+
+def decode(model, context, steps, temperature=None):
+    """``(words [batch, <= steps], log-probability [batch])`` answering ``context`` ids [batch, turns, words].
+
+    Greedy, or sampled at ``temperature``; a response ends at its ``</s>``,
+    after which its row holds ``</s>``, and the loop stops once every row has
+    ended (the columns never reached hold ``<pad>``).
+    """
+    c = model.context(context)
+    condition, states = model.start(c, model.latent_sample(c)[0] if model.latent else None)
+    batch = tf.shape(c)[0]
+    # As generate bans them: <pad> is no word, and an answer of <unk> says nothing.
+    banned = tf.reduce_sum(tf.one_hot([text.PAD_ID, text.UNK_ID], model.n_ids, on_value=-1e9, off_value=0.0), 0)
+
+    def step(t, previous, states, done, log_prob, words):
+        logits, states = model.step(previous, condition, states)
+        logits += banned
+        if temperature is None:
+            chosen = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        else:
+            chosen = tf.random.categorical(logits / temperature, 1, dtype=tf.int32)[:, 0]
+        chosen = tf.where(done, model.eot, chosen)
+        gained = tf.gather(tf.nn.log_softmax(logits), chosen, batch_dims=1)
+        log_prob += tf.where(done, 0.0, gained)
+        return t + 1, chosen, states, done | (chosen == model.eot), log_prob, words.write(t, chosen)
+
+    def going(t, previous, states, done, *_):
+        return (t < steps) & ~tf.reduce_all(done)
+
+    start = (tf.constant(0), tf.fill([batch], model.eot), states, tf.zeros([batch], tf.bool),
+             tf.zeros([batch]), tf.TensorArray(tf.int32, size=steps, element_shape=[None]))
+    *_, log_prob, words = tf.while_loop(going, step, start)
+    return tf.transpose(words.stack()), log_prob
 
 
 def export(model, vocab_file, model_dir, mode, cfg, extra_files):

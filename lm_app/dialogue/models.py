@@ -192,3 +192,9 @@ class DialogueModel(keras.Model):
             share = ops.repeat((weight * kl / lengths)[:, None], ops.shape(response)[1], axis=1)
             nll = nll + ops.reshape(share, (-1,))
         return tf.boolean_mask(nll, real), tf.boolean_mask(ranks, real), kl
+
+
+def dialogue_model(cfg, vocab_size):
+    """The model of a dialogue run, with its weights created."""
+    return DialogueModel(vocab_size, cfg.arch, cfg.cell, cfg.embedding, cfg.hidden, cfg.word_drop,
+                         cfg.kl_anneal_steps, cfg.seed).build_all(cfg.context_turns, cfg.max_turn_words + 1)

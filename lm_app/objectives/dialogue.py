@@ -9,7 +9,7 @@ Held-out parts are whole dialogues (see :func:`lm_app.dialogue.data.split_dialog
 import numpy as np
 
 from ..dialogue.data import Examples, end_of_turn, read_dialogues, split_dialogues
-from ..dialogue.models import DialogueModel
+from ..dialogue.models import dialogue_model
 from ..errors import UsageError
 from .base import SPLIT_NAMES, Objective, held_out_parts, held_out_sources
 
@@ -40,10 +40,8 @@ class DialogueObjective(Objective):
                          + f" responses to {cfg.context_turns} turns")
 
     def build(self, vocab_size):
-        cfg = self.cfg
-        self.model = DialogueModel(vocab_size, cfg.arch, cfg.cell, cfg.embedding, cfg.hidden, cfg.word_drop,
-                                   cfg.kl_anneal_steps, cfg.seed)
-        return self.model.build_all(cfg.context_turns, cfg.max_turn_words + 1)
+        self.model = dialogue_model(self.cfg, vocab_size)
+        return self.model
 
     def batches(self, epoch, skip):
         # The order of an epoch depends only on (seed, epoch): resuming skips what was done.

@@ -105,3 +105,23 @@ def test_chat_answers_each_line_keeps_the_context_and_resets(vhred, capsys, monk
     assert all(set(lines[i].split()) <= set(WORDS) for i in (0, 3))
     code, _, err = main_in_process("chat", "--model-dir", vhred.parent, capsys=capsys)
     assert_one_line_error(code, err, "chat", "no trained dialogue model")
+
+
+def test_evaluate_reports_the_bound_the_kl_and_distinct_n(vhred, capsys):
+    corpus_file = vhred.parent / "dialogues.txt"
+    code, out, err = main_in_process("evaluate", "--model-dir", vhred, "--corpus", corpus_file, "--json", capsys=capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["responses"] == 60 * 2 and report["perplexity_is_bound"] and report["kl_per_response"] > 0
+    assert 0 < report["distinct_1"] <= report["distinct_2"] <= 1  # few words, so fewer distinct words than pairs
+    assert report["cross_entropy"] > 0 and report["samples_per_context"] == 5
+    code, out, err = main_in_process("evaluate", "--model-dir", vhred, "--corpus", corpus_file, capsys=capsys)
+    assert code == 0 and "perplexity" in out and "an upper bound" in out and "KL per response" in out, err
+
+
+def test_distinct_n_counts_distinct_n_grams_over_all():
+    from lm_app.dialogue.evaluate import distinct
+
+    assert distinct([[1, 2, 1], [1, 2]], 1) == 2 / 5
+    assert distinct([[1, 2, 1], [1, 2]], 2) == 2 / 3
+    assert distinct([[1]], 2) == 0.0
