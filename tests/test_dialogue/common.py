@@ -14,3 +14,11 @@ def write_dialogues(path, dialogues):
 
 def vocabulary(glob):
     return corpus.build_vocabulary(str(glob), min_count=0)
+
+
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet".split()
+
+
+def synthetic_dialogues(n=60, turns=4):
+    """Each turn repeats the previous one's words shifted by one place in WORDS: a learnable pattern."""
+    return [[" ".join(WORDS[(d + t + i) % len(WORDS)] for i in range(3)) for t in range(turns)] for d in range(n)]

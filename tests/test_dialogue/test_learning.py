@@ -17,10 +17,10 @@ def dialogues(n, seed):
     return [[[KEYS[k]], rng.choice(NOISE, 3).tolist(), [ANSWERS[k]]] for k in keys]
 
 
-def answer_accuracy(last_turn_only, steps=100):
+def answer_accuracy(last_turn_only, steps=200):
     """Train a tiny HRED on 2-turn contexts (or on the last turn alone); its held-out first-word accuracy."""
     keras.utils.set_random_seed(7)
-    model = DialogueModel(VOCAB, "hred", "gru", embedding=8, hidden=16, seed=7).build_all(2, 4)
+    model = DialogueModel(VOCAB, "hred", "gru", embedding=16, hidden=32, seed=7).build_all(2, 4)
     optimizer = keras.optimizers.Adam(0.02)
 
     def seen(x):

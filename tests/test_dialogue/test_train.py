@@ -6,32 +6,9 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from lm_app.config import TrainConfig
-from lm_app.train import train
 from tests.conftest import ROOT, assert_one_line_error, main_in_process
-from tests.test_dialogue.common import vocabulary, write_dialogues
-
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet".split()
-
-
-def synthetic_dialogues(n=60, turns=4):
-    """Each turn repeats the previous one's words shifted by one place in WORDS: a learnable pattern."""
-    return [[" ".join(WORDS[(d + t + i) % len(WORDS)] for i in range(3)) for t in range(turns)] for d in range(n)]
-
-
-@pytest.fixture(scope="module")
-def vhred(tmp_path_factory):
-    """A tiny VHRED trained for 1 epoch by ``train`` (in this process, to spare a TensorFlow start): its folder."""
-    work = tmp_path_factory.mktemp("vhred")
-    corpus_file = write_dialogues(work / "dialogues.txt", synthetic_dialogues())
-    vocabulary(corpus_file).save(work / "vocab.txt")
-    cfg = TrainConfig(corpus=str(corpus_file), vocab=str(work / "vocab.txt"), model_dir=str(work / "model"),
-                      objective="dialogue", arch="vhred", cell="lstm", embedding=8, hidden=8, epochs=1,
-                      batch_size=16, kl_anneal_steps=10, seed=5)
-    train(cfg, verbose=0, log=lambda line: None)
-    return work / "model"
+from tests.test_dialogue.common import WORDS
 
 
 def test_training_reports_the_bound_and_the_kl_per_response(vhred):
