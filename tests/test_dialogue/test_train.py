@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from lm_app.config import TrainConfig
-from tests.conftest import ROOT, assert_one_line_error, main_in_process
+from tests.conftest import assert_one_line_error, main_in_process
 from tests.test_dialogue.common import WORDS
 
 
@@ -43,19 +43,19 @@ def test_the_savedmodel_answers_a_batch_of_contexts_without_lm_app(vhred, tmp_pa
         assert set(response.split()) <= set(WORDS)  # never <pad>, <unk> or </s>
 
 
-def test_respond_answers_from_arguments_and_from_stdin(vhred, capsys):
+def test_respond_answers_from_arguments_and_from_stdin(vhred, capsys, monkeypatch):
     code, out, err = main_in_process("respond", "alpha bravo charlie", "bravo charlie delta", "--model-dir", vhred,
                                      "--json", capsys=capsys)
     assert code == 0, err
     answer = json.loads(out)
     assert answer["turns"] == ["alpha bravo charlie", "bravo charlie delta"] and len(answer["responses"]) == 1
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    piped = subprocess.run([sys.executable, "-m", "lm_app", "respond", "-", "--model-dir", str(vhred), "--samples", "3"],
-                           input="alpha bravo charlie\n\nbravo charlie delta\n", env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
-    assert piped.returncode == 0, piped.stderr
-    lines = piped.stdout.splitlines()
-    assert len(lines) == 3 and all(set(line.split()) <= set(WORDS) for line in lines)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"alpha bravo charlie\n\nbravo charlie delta\n")))
+    code, out, err = main_in_process("respond", "-", "--model-dir", vhred, "--samples", "3", "--json", capsys=capsys)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["turns"] == ["alpha bravo charlie", "bravo charlie delta"]  # the blank line is no turn
+    assert len(answer["responses"]) == 3
+    assert all(set(r["response"].split()) <= set(WORDS) for r in answer["responses"])
 
 
 def test_respond_refuses_no_turns_and_a_model_that_is_not_a_dialogue_model(tmp_path, capsys):
