@@ -102,3 +102,9 @@ def test_distinct_n_counts_distinct_n_grams_over_all():
     assert distinct([[1, 2, 1], [1, 2]], 1) == 2 / 5
     assert distinct([[1, 2, 1], [1, 2]], 2) == 2 / 3
     assert distinct([[1]], 2) == 0.0
+
+
+def test_predict_and_generate_refuse_a_dialogue_model_in_one_line(vhred, capsys):
+    for command in ("predict", "generate"):
+        code, _, err = main_in_process(command, "alpha bravo", "--model-dir", vhred, capsys=capsys)
+        assert_one_line_error(code, err, command, "holds a dialogue model: use respond or chat")
