@@ -3,6 +3,7 @@ import argparse
 import json
 import sys
 
+from ..errors import UsageError
 from ..process import import_tensorflow
 
 
@@ -31,14 +32,8 @@ def positive_int(text):
     return value
 
 
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
 def cmd_respond(args):
+    from ..config import SAMPLING, GenerateConfig
     from ..dialogue.respond import check_model, check_some, check_words, respond
     from ..predict import model_mode
 
@@ -46,10 +41,14 @@ def cmd_respond(args):
     if turns == ["-"]:
         turns = [line for line in sys.stdin.buffer.read().decode("utf-8", "replace").splitlines() if line.strip()]
     check_some(turns)
+    settings = GenerateConfig(1, args.temperature, args.top_k, args.top_p, None, False, args.seed).validate()
+    typed = [name for name in SAMPLING if getattr(args, name) is not None]
+    if typed and not args.samples:
+        raise UsageError(f"--{typed[0].replace('_', '-')} acts with --samples only (without it the answer is greedy)")
     check_model(args.model_dir)  # before TensorFlow loads: a wrong folder is answered at once
     check_words(turns, model_mode(args.model_dir))
     import_tensorflow()
-    answers = respond(args.model_dir, turns, args.samples or 0, args.temperature)
+    answers = respond(args.model_dir, turns, args.samples or 0, settings.decoding())
     if args.json:
         print(json.dumps({"turns": turns, "responses": answers}))
         return
@@ -88,13 +87,21 @@ def add_commands(sub):
                        description="Answer the conversation so far with a model trained with --objective "
                        "dialogue: each TURN is one argument, oldest first (only the model's last "
                        "--context-turns count); - reads the turns from stdin, one per line. Greedy by "
-                       "default; --samples draws that many answers (VHRED also draws its z).")
+                       "default; --samples draws that many answers word by word as generate does "
+                       "(VHRED also draws its z).")
     p.add_argument("turns", nargs="*", metavar="TURN", help="the turns so far, oldest first, or -")
     p.add_argument("--model-dir", default="saved_models/dialogue", help="trained dialogue model (default: %(default)s)")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="sample this many answers instead of the greedy one (default: greedy)")
-    p.add_argument("--temperature", type=positive_float, default=1.0,
-                   help="with --samples: divides the logits before sampling (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="with --samples: divides the log-probabilities before sampling (default: 1)")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="with --samples: sample among the k most likely words only (default: all)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="with --samples: nucleus sampling, the most likely words up to this total "
+                   "probability (default: 1, no cut)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="with --samples: replays the same answers, VHRED's z included (default: a fresh draw)")
     p.add_argument("--json", action="store_true", help="print the turns and answers as JSON")
     p.set_defaults(func=cmd_respond)
 

@@ -2,7 +2,8 @@
 
 ``serving_default`` decodes greedily; ``sample`` draws each word at a
 temperature (VHRED draws z from the prior in both); neither writes ``<pad>``
-or ``<unk>``.  Inside the graph: the
+or ``<unk>``.  ``prior`` and ``next_log_probs`` let a caller decode word by
+word with generate's machinery (top-k, top-p, a seed that replays z too).  Inside the graph: the
 normalisation, the last ``context_turns`` non-empty turns of each row (rows
 are padded with empty strings; a shorter context is left-padded with empty
 turns, as an empty turn was read in training), each turn's first
@@ -24,7 +25,7 @@ class DialogueModule(lm_export.NextWordModule):
     def __init__(self, model, vocab_file, mode, context_turns, max_turn_words):
         super().__init__(model, vocab_file, context_turns, mode, k=1, objective="dialogue")
         self.max_turn_words = max_turn_words
-        self.more_signatures = {"sample": self.sample}
+        self.more_signatures = {"sample": self.sample, "prior": self.prior, "next_log_probs": self.next_log_probs}
 
     def context_ids(self, turns):
         """``[batch, context_turns, max_turn_words + 1]`` ids of each row's last non-empty turns."""
@@ -54,6 +55,28 @@ class DialogueModule(lm_export.NextWordModule):
     @tf.function(input_signature=[TURNS, tf.TensorSpec([], tf.float32, name="temperature")])
     def sample(self, turns, temperature):
         return self.respond(turns, tf.maximum(temperature, 1e-6))
+
+    @tf.function(input_signature=[TURNS])
+    def prior(self, turns):
+        """The prior's ``mu`` and ``sigma`` of z per context (``[batch, 0]`` without z): a caller draws z once per answer."""
+        model = self.model
+        c = model.context(self.context_ids(turns))
+        if not model.latent:
+            none = tf.zeros([tf.shape(c)[0], 0])
+            return {"mu": none, "sigma": none}
+        mu, sigma = model.gaussian(model.prior, c)
+        return {"mu": mu, "sigma": sigma}
+
+    @tf.function(input_signature=[TURNS, tf.TensorSpec([None, None], tf.string, name="prefix"),
+                                  tf.TensorSpec([None, None], tf.float32, name="z")])
+    def next_log_probs(self, turns, prefix, z):
+        """Log-probabilities of the word after ``prefix`` (the answer so far) given z: generate's callback."""
+        model = self.model
+        c = model.context(self.context_ids(turns))
+        condition, states = model.start(c, z if model.latent else None)
+        words = tf.cast(self.word_to_id.lookup(prefix), tf.int32)
+        inputs = tf.concat([tf.fill([tf.shape(c)[0], 1], model.eot), words], axis=1)
+        return {"log_probs": tf.nn.log_softmax(model.decode(inputs, condition, states)[:, -1])}
 
 
 def decode(model, context, steps, temperature=None):

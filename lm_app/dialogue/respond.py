@@ -38,9 +38,18 @@ def check_words(turns, mode="words"):
     return turns
 
 
+def setting(model_dir, name):
+    """One of the model's run settings (its config.json, which check_model has read already)."""
+    return json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))[name]
+
+
 def context_turns(model_dir):
     """How many turns the model reads (its run's ``--context-turns``)."""
-    return json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["context_turns"]
+    return setting(model_dir, "context_turns")
+
+
+def max_turn_words(model_dir):
+    return setting(model_dir, "max_turn_words")
 
 
 def chat(model_dir, lines, write, mode="words"):
@@ -69,17 +78,53 @@ def chat(model_dir, lines, write, mode="words"):
             history = (history + [answer])[-keep:]
 
 
-def respond(model_dir, turns, samples=0, temperature=1.0):
-    """``[{"response", "log_prob"}]``: the greedy answer, or ``samples`` answers drawn at ``temperature``."""
+def respond(model_dir, turns, samples=0, options=None):
+    """``[{"response", "log_prob"}]``: the greedy answer, or ``samples`` answers drawn with ``options``.
+
+    ``options`` are :meth:`lm_app.config.GenerateConfig.decoding`'s.  Sampling
+    runs word by word through :mod:`lm_app.decoding` (as ``generate`` does)
+    on the model's ``next_log_probs``; VHRED's z is drawn once per answer from
+    the prior's ``mu`` and ``sigma`` with the same generator, so a seed
+    replays the answers exactly.
+    """
     import tensorflow as tf
 
     from ..predict import load_model
 
     loaded = load_model(model_dir)
-    batch = tf.constant([list(turns)] * max(samples, 1))
-    if samples:
-        out = loaded.signatures["sample"](turns=batch, temperature=tf.constant(temperature, tf.float32))
-    else:
-        out = loaded.signatures["serving_default"](turns=batch)
-    return [{"response": r.decode("utf-8", "replace"), "log_prob": float(lp)}
-            for r, lp in zip(out["response"].numpy(), out["log_prob"].numpy())]
+    if not samples:
+        out = loaded.signatures["serving_default"](turns=tf.constant([list(turns)]))
+        return [{"response": out["response"].numpy()[0].decode("utf-8", "replace"),
+                 "log_prob": float(out["log_prob"].numpy()[0])}]
+    return sampled(loaded, list(turns), samples, options or {}, max_turn_words(model_dir))
+
+
+def sampled(loaded, turns, samples, options, max_words):
+    """``samples`` answers, each word drawn by :func:`lm_app.decoding.sample_next` until ``</s>``."""
+    import numpy as np
+    import tensorflow as tf
+
+    from .. import decoding, text
+    from ..predict import vocabulary
+
+    words = vocabulary(loaded)
+    end, banned = len(words), [text.PAD_ID, text.UNK_ID]  # </s> is the id after the vocabulary's
+    context = tf.constant([turns])
+    prior = {k: v.numpy() for k, v in loaded.signatures["prior"](turns=context).items()}
+    next_log_probs = loaded.signatures["next_log_probs"]
+    rng = np.random.default_rng(options.get("seed"))
+    choose = {k: options[k] for k in ("temperature", "top_k", "top_p") if k in options}
+    answers = []
+    for _ in range(samples):
+        z = tf.constant(prior["mu"] + prior["sigma"] * rng.standard_normal(prior["mu"].shape), tf.float32)
+        answer, total = [], 0.0
+        for _ in range(max_words + 1):
+            prefix = tf.constant([[words[i] for i in answer]], tf.string, shape=[1, len(answer)])
+            log_probs = next_log_probs(turns=context, prefix=prefix, z=z)["log_probs"].numpy()[0]
+            token = decoding.sample_next(log_probs, rng, banned=banned, **choose)
+            total += float(log_probs[token])
+            if token == end:
+                break
+            answer.append(token)
+        answers.append({"response": " ".join(words[i] for i in answer), "log_prob": total})
+    return answers

@@ -58,6 +58,23 @@ def test_respond_answers_from_arguments_and_from_stdin(vhred, capsys, monkeypatc
     assert all(set(r["response"].split()) <= set(WORDS) for r in answer["responses"])
 
 
+
+def test_sampled_answers_use_generates_filters_and_a_seed_replays_them(vhred, capsys):
+    def answers(*flags):
+        code, out, err = main_in_process("respond", "alpha bravo charlie", "--model-dir", vhred, "--json", *flags,
+                                         capsys=capsys)
+        assert code == 0, err
+        return json.loads(out)["responses"]
+
+    seeded = answers("--samples", 4, "--top-k", 3, "--top-p", 0.9, "--temperature", 1.5, "--seed", 8)
+    assert len(seeded) == 4 and all(set(r["response"].split()) <= set(WORDS) and r["log_prob"] < 0 for r in seeded)
+    assert answers("--samples", 4, "--top-k", 3, "--top-p", 0.9, "--temperature", 1.5, "--seed", 8) == seeded
+    code, _, err = main_in_process("respond", "alpha", "--top-k", 2, capsys=capsys)
+    assert_one_line_error(code, err, "respond", "--top-k acts with --samples only")
+    code, _, err = main_in_process("respond", "alpha", "--samples", 2, "--top-p", 0, capsys=capsys)
+    assert_one_line_error(code, err, "respond", "--top-p must be in (0, 1]")
+
+
 def test_respond_refuses_no_turns_and_a_model_that_is_not_a_dialogue_model(tmp_path, capsys):
     code, _, err = main_in_process("respond", capsys=capsys)
     assert_one_line_error(code, err, "respond", "no turns")
