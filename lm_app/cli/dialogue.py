@@ -25,6 +25,14 @@ def add_train_flags(p, defaults):
                                    metavar="N" if kind is int else "SHARE", help=text + " (default: %(default)s)")
 
 
+SAMPLING_FLAGS = (  # (setting, type, help): respond's flags of generate's sampling (config.SAMPLING)
+    ("temperature", float, "divides the log-probabilities before sampling (default: 1)"),
+    ("top_k", int, "sample among the k most likely words only (default: all)"),
+    ("top_p", float, "nucleus sampling, the most likely words up to this total probability (default: 1, no cut)"),
+    ("seed", int, "replays the same answers, VHRED's z included (default: a fresh draw)"),
+)
+
+
 def positive_int(text):
     value = int(text)
     if value <= 0:
@@ -93,15 +101,8 @@ def add_commands(sub):
     p.add_argument("--model-dir", default="saved_models/dialogue", help="trained dialogue model (default: %(default)s)")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="sample this many answers instead of the greedy one (default: greedy)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="with --samples: divides the log-probabilities before sampling (default: 1)")
-    p.add_argument("--top-k", type=int, default=None,
-                   help="with --samples: sample among the k most likely words only (default: all)")
-    p.add_argument("--top-p", type=float, default=None,
-                   help="with --samples: nucleus sampling, the most likely words up to this total "
-                   "probability (default: 1, no cut)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="with --samples: replays the same answers, VHRED's z included (default: a fresh draw)")
+    for name, kind, text in SAMPLING_FLAGS:
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="with --samples: " + text)
     p.add_argument("--json", action="store_true", help="print the turns and answers as JSON")
     p.set_defaults(func=cmd_respond)
 
