@@ -49,8 +49,10 @@ def cmd_respond(args):
     if turns == ["-"]:
         turns = [line for line in sys.stdin.buffer.read().decode("utf-8", "replace").splitlines() if line.strip()]
     check_some(turns)
-    settings = GenerateConfig(1, args.temperature, args.top_k, args.top_p, None, False, args.seed).validate()
+    settings = GenerateConfig(1, args.temperature, args.top_k, args.top_p, args.beam, False, args.seed).validate()
     typed = [name for name in SAMPLING if getattr(args, name) is not None]
+    if args.beam and args.samples:
+        raise UsageError("--beam and --samples do not go together: beam search gives its best answer")
     if typed and not args.samples:
         raise UsageError(f"--{typed[0].replace('_', '-')} acts with --samples only (without it the answer is greedy)")
     check_model(args.model_dir)  # before TensorFlow loads: a wrong folder is answered at once
@@ -103,6 +105,8 @@ def add_commands(sub):
                    help="sample this many answers instead of the greedy one (default: greedy)")
     for name, kind, text in SAMPLING_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="with --samples: " + text)
+    p.add_argument("--beam", type=positive_int, default=None,
+                   help="the best answer of a beam search of this width (VHRED: z at the prior's mean)")
     p.add_argument("--json", action="store_true", help="print the turns and answers as JSON")
     p.set_defaults(func=cmd_respond)
 

@@ -79,7 +79,7 @@ def chat(model_dir, lines, write, mode="words"):
 
 
 def respond(model_dir, turns, samples=0, options=None):
-    """``[{"response", "log_prob"}]``: the greedy answer, or ``samples`` answers drawn with ``options``.
+    """``[{"response", "log_prob"}]``: the greedy answer, ``samples`` answers drawn with ``options``, or beam's best.
 
     ``options`` are :meth:`lm_app.config.GenerateConfig.decoding`'s.  Sampling
     runs word by word through :mod:`lm_app.decoding` (as ``generate`` does)
@@ -92,6 +92,8 @@ def respond(model_dir, turns, samples=0, options=None):
     from ..predict import load_model
 
     loaded = load_model(model_dir)
+    if (options or {}).get("beam"):
+        return [beamed(loaded, list(turns), options["beam"], max_turn_words(model_dir))]
     if not samples:
         out = loaded.signatures["serving_default"](turns=tf.constant([list(turns)]))
         return [{"response": out["response"].numpy()[0].decode("utf-8", "replace"),
@@ -99,28 +101,53 @@ def respond(model_dir, turns, samples=0, options=None):
     return sampled(loaded, list(turns), samples, options or {}, max_turn_words(model_dir))
 
 
-def sampled(loaded, turns, samples, options, max_words):
-    """``samples`` answers, each word drawn by :func:`lm_app.decoding.sample_next` until ``</s>``."""
+def decoder(loaded, turns):
+    """``(words by id, </s>'s id, banned ids, prior's mu and sigma, next_log_probs(prefixes, z))`` for one context."""
     import numpy as np
     import tensorflow as tf
 
-    from .. import decoding, text
+    from .. import text
     from ..predict import vocabulary
 
     words = vocabulary(loaded)
-    end, banned = len(words), [text.PAD_ID, text.UNK_ID]  # </s> is the id after the vocabulary's
     context = tf.constant([turns])
     prior = {k: v.numpy() for k, v in loaded.signatures["prior"](turns=context).items()}
-    next_log_probs = loaded.signatures["next_log_probs"]
+    signature = loaded.signatures["next_log_probs"]
+
+    def next_log_probs(prefixes, z):
+        n, length = len(prefixes), len(prefixes[0])
+        prefix = tf.constant([[words[i] for i in ids] for ids in prefixes], tf.string, shape=[n, length])
+        return signature(turns=tf.repeat(context, n, axis=0), prefix=prefix,
+                         z=tf.constant(np.repeat(z, n, axis=0), tf.float32))["log_probs"].numpy()
+
+    return words, len(words), [text.PAD_ID, text.UNK_ID], prior, next_log_probs
+
+
+def beamed(loaded, turns, beam, max_words):
+    """Beam search's best answer (:func:`lm_app.decoding.beam_search`); VHRED's z is the prior's mean."""
+    from .. import decoding
+
+    words, end, banned, prior, next_log_probs = decoder(loaded, turns)
+    ids, total = decoding.beam_search(lambda prefixes: next_log_probs(prefixes, prior["mu"]), [], max_words + 1,
+                                      beam=beam, banned=banned, end=end)[0]
+    return {"response": " ".join(words[i] for i in ids if i != end), "log_prob": total}
+
+
+def sampled(loaded, turns, samples, options, max_words):
+    """``samples`` answers, each word drawn by :func:`lm_app.decoding.sample_next` until ``</s>``."""
+    import numpy as np
+
+    from .. import decoding
+
+    words, end, banned, prior, next_log_probs = decoder(loaded, turns)
     rng = np.random.default_rng(options.get("seed"))
     choose = {k: options[k] for k in ("temperature", "top_k", "top_p") if k in options}
     answers = []
     for _ in range(samples):
-        z = tf.constant(prior["mu"] + prior["sigma"] * rng.standard_normal(prior["mu"].shape), tf.float32)
+        z = prior["mu"] + prior["sigma"] * rng.standard_normal(prior["mu"].shape)
         answer, total = [], 0.0
         for _ in range(max_words + 1):
-            prefix = tf.constant([[words[i] for i in answer]], tf.string, shape=[1, len(answer)])
-            log_probs = next_log_probs(turns=context, prefix=prefix, z=z)["log_probs"].numpy()[0]
+            log_probs = next_log_probs([answer], z)[0]
             token = decoding.sample_next(log_probs, rng, banned=banned, **choose)
             total += float(log_probs[token])
             if token == end:

@@ -99,3 +99,20 @@ def test_the_kl_weight_rises_linearly_with_training_steps_and_evaluation_weighs_
     assert weights == [0, 0.25, 0.5, 0.75, 1, 1]
     model.token_losses(context, response)
     assert float(model.kl_step) == 6  # evaluation does not advance the schedule
+
+
+def test_beam_search_with_an_end_keeps_finished_answers_and_stops():
+    """Answers that chose the end (id 3) keep their totals, compete with longer ones, and stop the search."""
+    from lm_app.decoding import beam_search
+
+    table = {(): [0, 0.55, 0.45, 0], (2,): [0, 0, 0, 1.0], (1,): [0, 0.5, 0, 0.5], (1, 1): [0, 0, 0, 1.0]}
+    calls = []
+
+    def next_log_probs(sequences):
+        calls.append(len(sequences))
+        return np.log(np.maximum([table[tuple(seq)] for seq in sequences], 1e-300))
+
+    results = beam_search(next_log_probs, [], 10, beam=2, end=3)
+    assert [ids for ids, _ in results] == [[2, 3], [1, 1, 3]]
+    np.testing.assert_allclose([total for _, total in results], np.log([0.45, 0.275]))
+    assert calls == [1, 2, 1]  # finished answers are not extended, and all finished after three steps

@@ -75,6 +75,21 @@ def test_sampled_answers_use_generates_filters_and_a_seed_replays_them(vhred, ca
     assert_one_line_error(code, err, "respond", "--top-p must be in (0, 1]")
 
 
+
+def test_beam_answers_and_its_refusals(vhred, capsys):
+    code, out, err = main_in_process("respond", "alpha bravo charlie", "--model-dir", vhred, "--beam", 3, "--json",
+                                     capsys=capsys)
+    assert code == 0, err
+    [answer] = json.loads(out)["responses"]
+    assert set(answer["response"].split()) <= set(WORDS) and answer["log_prob"] < 0
+    again = main_in_process("respond", "alpha bravo charlie", "--model-dir", vhred, "--beam", 3, "--json", capsys=capsys)
+    assert json.loads(again[1])["responses"] == [answer]  # z at the prior's mean: no randomness
+    code, _, err = main_in_process("respond", "alpha", "--beam", 2, "--samples", 2, capsys=capsys)
+    assert_one_line_error(code, err, "respond", "--beam and --samples do not go together")
+    code, _, err = main_in_process("respond", "alpha", "--beam", 2, "--top-k", 2, capsys=capsys)
+    assert_one_line_error(code, err, "respond", "--beam does not sample")
+
+
 def test_respond_refuses_no_turns_and_a_model_that_is_not_a_dialogue_model(tmp_path, capsys):
     code, _, err = main_in_process("respond", capsys=capsys)
     assert_one_line_error(code, err, "respond", "no turns")
