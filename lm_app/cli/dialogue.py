@@ -103,10 +103,11 @@ def add_commands(sub):
     p.add_argument("--model-dir", default="saved_models/dialogue", help="trained dialogue model (default: %(default)s)")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="sample this many answers instead of the greedy one (default: greedy)")
+    p.add_argument("--beam", type=positive_int, default=None,
+                   help="the best answer of a beam search of this width, VHRED's z at the prior's mean "
+                   "(default: none, greedy)")
     for name, kind, text in SAMPLING_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="with --samples: " + text)
-    p.add_argument("--beam", type=positive_int, default=None,
-                   help="the best answer of a beam search of this width (VHRED: z at the prior's mean)")
     p.add_argument("--json", action="store_true", help="print the turns and answers as JSON")
     p.set_defaults(func=cmd_respond)
 

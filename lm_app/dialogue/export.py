@@ -58,7 +58,10 @@ class DialogueModule(lm_export.NextWordModule):
 
     @tf.function(input_signature=[TURNS])
     def prior(self, turns):
-        """The prior's ``mu`` and ``sigma`` of z per context (``[batch, 0]`` without z): a caller draws z once per answer."""
+        """The prior's ``mu`` and ``sigma`` of z per context (``[batch, 0]`` without z).
+
+        A caller draws z once per answer from them, with its own generator.
+        """
         model = self.model
         c = model.context(self.context_ids(turns))
         if not model.latent:

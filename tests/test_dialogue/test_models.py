@@ -25,7 +25,8 @@ def test_the_kl_of_two_diagonal_gaussians_matches_numpy():
 def test_the_kl_by_monte_carlo():
     """The closed form is the mean of log q(z) - log p(z) over z ~ q."""
     rng = np.random.default_rng(1)
-    mu_q, sigma_q, mu_p, sigma_p = np.array([0.3, -1.0]), np.array([0.5, 1.2]), np.array([0.0, 0.5]), np.array([1.0, 0.8])
+    mu_q, sigma_q = np.array([0.3, -1.0]), np.array([0.5, 1.2])
+    mu_p, sigma_p = np.array([0.0, 0.5]), np.array([1.0, 0.8])
     z = mu_q + sigma_q * rng.normal(size=(200_000, 2))
 
     def log_density(z, mu, sigma):

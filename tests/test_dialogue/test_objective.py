@@ -28,7 +28,7 @@ def test_the_loop_counts_response_tokens_not_padding(tmp_path):
 
 
 def test_a_vhred_run_resumed_from_a_checkpoint_ends_where_the_uninterrupted_one_does(tmp_path):
-    """The KL schedule's step and the word-drop seeds are variables of the model, so the loop's checkpoint keeps them."""
+    """The KL schedule's step and the word-drop seeds are model variables: the loop's checkpoint keeps them."""
     import keras
 
     path = write_dialogues(tmp_path / "c.txt", synthetic_dialogues(n=30))

@@ -34,7 +34,8 @@ print(json.dumps({"response": [r.decode() for r in out["response"].numpy()],
 
 def test_the_savedmodel_answers_a_batch_of_contexts_without_lm_app(vhred, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", PLAIN_TF, str(vhred)], cwd=tmp_path, env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"),
+    proc = subprocess.run([sys.executable, "-c", PLAIN_TF, str(vhred)], cwd=tmp_path,
+                          env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -82,7 +83,8 @@ def test_beam_answers_and_its_refusals(vhred, capsys):
     assert code == 0, err
     [answer] = json.loads(out)["responses"]
     assert set(answer["response"].split()) <= set(WORDS) and answer["log_prob"] < 0
-    again = main_in_process("respond", "alpha bravo charlie", "--model-dir", vhred, "--beam", 3, "--json", capsys=capsys)
+    again = main_in_process("respond", "alpha bravo charlie", "--model-dir", vhred, "--beam", 3, "--json",
+                            capsys=capsys)
     assert json.loads(again[1])["responses"] == [answer]  # z at the prior's mean: no randomness
     code, _, err = main_in_process("respond", "alpha", "--beam", 2, "--samples", 2, capsys=capsys)
     assert_one_line_error(code, err, "respond", "--beam and --samples do not go together")
