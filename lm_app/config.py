@@ -10,6 +10,7 @@ import os
 from fractions import Fraction
 
 from .corpus import find_files
+from .dialogue import settings as dialogue
 from .errors import UsageError
 
 SEED_MAX = 2**32 - 1  # NumPy's generators (sampling, Keras' set_random_seed) take [0, 2**32)
@@ -17,10 +18,10 @@ SEED_MAX = 2**32 - 1  # NumPy's generators (sampling, Keras' set_random_seed) ta
 # window runs keep Adam's rate constant.
 LR_DECAY = {"window": 1.0, "stream": 4.0}
 CHOICES = {
-    "arch": ("rnn", "lstm", "gru", "attention", "seq2seq"),
+    "arch": ("rnn", "lstm", "gru", "attention", "seq2seq", "hred", "vhred"),
     "cell": ("rnn", "lstm", "gru"),
     "score": ("general", "additive", "dot"),
-    "objective": ("window", "stream"),
+    "objective": ("window", "stream", "dialogue"),
     "optimizer": ("adam", "sgd"),
     "strategy": ("default", "mirrored", "multi-worker"),
 }
@@ -124,6 +125,12 @@ class TrainConfig:
     strategy: str = "default"
     seed: int = 1234
     preset: str = ""  # recorded; its values are the fields above
+    # --objective dialogue (rules: dialogue/settings.py).  A small corpus: the KL weight reaches 1
+    # after 500 steps, about 17 epochs of the Shakespeare training dialogues at --batch-size 128.
+    context_turns: int = 2
+    max_turn_words: int = 30
+    kl_anneal_steps: int = 500
+    word_drop: float = 0.25
 
     def __post_init__(self):
         if self.lr_decay is None:
@@ -170,7 +177,7 @@ class TrainConfig:
             ("valid_fraction", 0 < self.valid_fraction <= 0.5, "must be in (0, 0.5]"),
             ("test_fraction", 0 <= self.test_fraction < 0.5, "must be in [0, 0.5)"),
         ]
-        check_ranges(self, ranges)
+        check_ranges(self, ranges + dialogue.ranges(self))
         check_seed(self.seed)
         split_cycle(*self.held_out_shares())
         for name in ("valid_corpus", "test_corpus"):
@@ -213,6 +220,7 @@ class TrainConfig:
         """Why the flags cannot all act: chiefly a setting off its default that this run would ignore."""
         changed = self.changed()
         stream, arch = self.objective == "stream", self.arch
+        yield from dialogue.conflicts(self, changed)
         if stream and arch in ("attention", "seq2seq"):
             yield f"--arch {arch} reads windows: use --objective window"
         if stream and self.strategy != "default":
@@ -235,9 +243,9 @@ class TrainConfig:
             yield "--freeze-embedding acts with --init-embedding only (a random embedding would stay random)"
         if self.freeze_embedding and self.tied:
             yield "--freeze-embedding and --tied do not go together: the tied softmax would be frozen too"
-        for name in ("cell", "score"):
-            if name in changed and arch not in ("attention", "seq2seq"):
-                yield f"{flag(name)} acts with --arch attention or seq2seq only"
+        for name, also in (("cell", ("hred", "vhred")), ("score", ())):
+            if name in changed and arch not in ("attention", "seq2seq", *also):
+                yield f"{flag(name)} acts with --arch attention or seq2seq only" + (" (or hred, vhred)" if also else "")
         if "target_len" in changed and arch != "seq2seq":
             yield "--target-len acts with --arch seq2seq only"
         if "layers" in changed and arch in ("attention", "seq2seq"):

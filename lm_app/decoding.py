@@ -89,7 +89,7 @@ def generate(next_log_probs, prompt_ids, n_words, seed=None, temperature=1.0, to
     return new, total
 
 
-def beam_search(next_log_probs, prompt_ids, n_words, beam=4, banned=()):
+def beam_search(next_log_probs, prompt_ids, n_words, beam=4, banned=(), end=None):
     """The ``beam`` most likely continuations of ``n_words`` ids, best first.
 
     Returns a list of ``(ids, total_log_prob)`` (new ids only).  Greedy
@@ -99,22 +99,30 @@ def beam_search(next_log_probs, prompt_ids, n_words, beam=4, banned=()):
     it at ``beam`` times the cost.  All hypotheses are expanded in one
     ``next_log_probs`` call per step.  Equal totals are ordered by hypothesis,
     then by id, so the result is deterministic; ``beam=1`` is greedy.
+    With ``end`` (e.g. a dialogue's end of turn), a hypothesis that chose it is
+    finished: it keeps its total and competes unchanged with the longer ones,
+    and the search stops early once all are finished.
     """
     assert beam >= 1 and n_words >= 0, (beam, n_words)
     prompt = [int(i) for i in prompt_ids]
     hypotheses = [([], 0.0)]
     for _ in range(n_words):
-        log_probs = np.asarray(next_log_probs([prompt + ids for ids, _ in hypotheses]),
-                               dtype=np.float64)
-        if log_probs.ndim != 2 or len(log_probs) != len(hypotheses):
-            raise ValueError(f"next_log_probs gave shape {log_probs.shape} for "
-                             f"{len(hypotheses)} sequences")
-        log_probs = np.stack([_ban(_check_log_probs(row), banned) for row in log_probs])
+        finished = [end is not None and bool(ids) and ids[-1] == end for ids, _ in hypotheses]
+        if all(finished):
+            break
+        live = [ids for (ids, _), done in zip(hypotheses, finished) if not done]
+        scored = np.asarray(next_log_probs([prompt + ids for ids in live]), dtype=np.float64)
+        if scored.ndim != 2 or len(scored) != len(live):
+            raise ValueError(f"next_log_probs gave shape {scored.shape} for {len(live)} sequences")
+        rows = iter(np.stack([_ban(_check_log_probs(row), banned) for row in scored]))
+        stay = np.full(scored.shape[1], -np.inf)
+        stay[end if end is not None else 0] = 0.0  # a finished hypothesis "chooses" end once more, at no cost
+        log_probs = np.stack([stay if done else next(rows) for done in finished])
         totals = np.array([score for _, score in hypotheses])[:, None] + log_probs
         flat = totals.ravel()
         best = np.argsort(-flat, kind="stable")[:beam]  # row-major: by hypothesis, then by id
         best = best[np.isfinite(flat[best])]
         vocab = log_probs.shape[1]
-        hypotheses = [(hypotheses[i // vocab][0] + [int(i % vocab)], float(flat[i])) for i in best]
+        hypotheses = [(hypotheses[i // vocab][0] + ([] if finished[i // vocab] else [int(i % vocab)]), float(flat[i]))
+                      for i in best]
     return hypotheses
-

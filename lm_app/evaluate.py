@@ -57,6 +57,10 @@ def stream_batches(files, vocab, chunk=EVAL_CHUNK):
 def evaluate(model_dir, corpus, pretokenized=None):
     """Cross-entropy, perplexity, accuracy, top-5 and the share of ``<unk>`` over a corpus."""
     model, cfg, vocab = load_trained(model_dir)
+    if cfg.objective == "dialogue":
+        from .dialogue.evaluate import score_dialogues
+
+        return score_dialogues(model, cfg, vocab, find_files(corpus))
     if cfg.arch == "seq2seq":
         raise UsageError("evaluate scores next-word models; a seq2seq model's held-out scores "
                          "are in its metrics.json")
@@ -110,6 +114,10 @@ def score(model, cfg, vocab, files, batch_size=256):
 
 
 def format_report(r):
+    if r["objective"] == "dialogue":
+        from .dialogue.evaluate import format_report as dialogue_report
+
+        return dialogue_report(r)
     return "\n".join([
         f"tokens predicted  {r['tokens']:,}",
         f"cross-entropy     {r['cross_entropy']:.4f} nats/token",

@@ -171,7 +171,7 @@ class Seq2SeqModule(NextWordModule):
 
 
 def export(model, vocab_file, model_dir, window, mode, k=10, objective="window", extra_files=None,
-           target_len=None):
+           target_len=None, make_module=None):
     """Write the SavedModel atomically into ``model_dir``.
 
     The vocabulary files are copied beside it too, as ``vocab.txt`` and
@@ -182,13 +182,16 @@ def export(model, vocab_file, model_dir, window, mode, k=10, objective="window",
     file systems have no hard links.  What was derived from the previous model
     (``model.tflite``) is not carried: it would not match the new one.
     ``extra_files`` maps names to bytes written beside the model.
+    ``make_module(vocabulary asset)``, if given, makes the module of another model family.
     """
     model_dir = Path(model_dir)
     with tempfile.TemporaryDirectory() as staging:
         # An asset keeps its file's name: a copy named VOCAB_NAME makes it assets/vocab.txt.
         asset = Path(staging) / VOCAB_NAME
         shutil.copyfile(vocab_file, asset)
-        if target_len:
+        if make_module:
+            module = make_module(asset)
+        elif target_len:
             module = Seq2SeqModule(model, asset, window, mode, k, target_len)
         else:
             module = NextWordModule(model, asset, window, mode, k, objective)
@@ -206,6 +209,7 @@ def _write(module, model_dir, extra_files):
         signatures = {"serving_default": module.serve}
         if isinstance(module, Seq2SeqModule):
             signatures["next_log_probs"] = module.next_log_probs
+        signatures.update(getattr(module, "more_signatures", {}))
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)

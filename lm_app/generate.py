@@ -22,7 +22,7 @@ class Generator:
         import tensorflow as tf
 
         self.tf = tf
-        self.loaded = predict.load_model(model_dir)  # kept: the signatures need it alive
+        self.loaded = predict.next_word_model(predict.load_model(model_dir), model_dir)  # kept: signatures need it
         self.signatures = self.loaded.signatures
         self.serve = self.signatures["serving_default"]
         self.seq2seq = "next_log_probs" in self.signatures

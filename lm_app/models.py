@@ -277,6 +277,10 @@ def stream_model(cfg, vocab_size):
 
 def model_from_config(cfg, vocab_size):
     """The model a run's settings describe, by objective and architecture."""
+    if cfg.objective == "dialogue":
+        from .dialogue.models import dialogue_model  # it builds on this module
+
+        return dialogue_model(cfg, vocab_size)
     return (stream_model if cfg.objective == "stream" else window_model)(cfg, vocab_size)
 
 

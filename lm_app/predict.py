@@ -44,9 +44,16 @@ def model_mode(model_dir):
         return "words"
 
 
+def next_word_model(loaded, model_dir):
+    """``loaded``, unless it is a dialogue model (it takes turns, not a text): refused in one line."""
+    if "turns" in loaded.signatures["serving_default"].structured_input_signature[1]:
+        raise UsageError(f"{model_dir} holds a dialogue model: use respond or chat")
+    return loaded
+
+
 def load(model_dir):
     """The serving signature (it keeps the loaded model alive)."""
-    return load_model(model_dir).signatures["serving_default"]
+    return next_word_model(load_model(model_dir), model_dir).signatures["serving_default"]
 
 
 def shown(text):

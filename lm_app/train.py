@@ -203,16 +203,19 @@ def finish(trainer, cfg, vocab, best_weights, p, log, complete=True, chief=True)
         results = trainer.evaluate(split)
         metrics[split] = {key: float(results[key]) for key in ("loss", "accuracy", "top5")}
         metrics[split]["perplexity"] = perplexity(results["loss"])
+        metrics[split].update(trainer.objective.extra_metrics(split))
     config = dict(dataclasses.asdict(cfg), vocab_size=len(vocab), mode=vocab.mode,
                   vocab_sha256=vocab.meta["sha256"])
     if not chief:
         return metrics
-    export.export(trainer.model, cfg.vocab, cfg.model_dir, cfg.window, vocab.mode, cfg.top_k,
-                  objective=cfg.objective, target_len=cfg.target_len if cfg.arch == "seq2seq" else None,
-                  extra_files={
-                      "config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
-                      "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
-                  })
+    extra_files = {"config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
+                   "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()}
+    if hasattr(trainer.objective, "export"):  # a family with its own SavedModel (dialogue)
+        trainer.objective.export(cfg.model_dir, cfg.vocab, vocab.mode, extra_files)
+    else:
+        export.export(trainer.model, cfg.vocab, cfg.model_dir, cfg.window, vocab.mode, cfg.top_k,
+                      objective=cfg.objective, target_len=cfg.target_len if cfg.arch == "seq2seq" else None,
+                      extra_files=extra_files)
     if complete:
         run = Path(cfg.model_dir) / STATE / "run.json"
         write_json(run, dict(read_json(run, "saved run settings"), finished=True))

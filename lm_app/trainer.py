@@ -97,7 +97,8 @@ class Trainer:
             x, y = iterator.get_next()
             self._distributed_train_step(x, y)
             local = self.strategy.experimental_local_results(y)  # this worker's replicas' parts
-            return i + 1, tokens + tf.add_n([tf.size(t, out_type=tf.int64) for t in local])
+            # Labels that are not <pad> (id 0): every label of a language model, a dialogue's real response tokens.
+            return i + 1, tokens + tf.add_n([tf.math.count_nonzero(t, dtype=tf.int64) for t in local])
 
         return tf.while_loop(lambda i, _: i < count, step, (tf.constant(0), tf.constant(0, tf.int64)))[1]
 

@@ -138,7 +138,7 @@ def test_a_script_gets_the_same_checks_as_the_command_line():
     """train() validates too, with the CLI's wording: argparse's choices are not the only guard."""
     from lm_app.errors import UsageError
 
-    with pytest.raises(UsageError, match="--arch must be one of rnn, lstm, gru, attention, seq2seq, got 'foo'"):
+    with pytest.raises(UsageError, match="--arch must be one of rnn, lstm, gru, attention, seq2seq, hred, vhred, got 'foo'"):
         TrainConfig(arch="foo").validate()
     with pytest.raises(UsageError, match="--tied acts with --objective stream only"):
         TrainConfig(tied=True, embedding=8, hidden=8).validate()

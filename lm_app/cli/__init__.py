@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from . import embeddings, lm, word2vec
+from . import dialogue, embeddings, lm, word2vec
 
 PROG = "lm_app"
 
@@ -28,6 +28,7 @@ def make_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=Parser)
     lm.add_commands(sub)
+    dialogue.add_commands(sub)
     word2vec.add_commands(sub)
     embeddings.add_commands(sub)
     parser.commands = sub.choices

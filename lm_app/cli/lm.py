@@ -9,6 +9,8 @@ import sys
 from ..errors import UsageError
 from ..process import ByteProgress, import_tensorflow, non_negative_int, port_number
 from ..text import has_words
+from . import dialogue
+
 
 def cmd_build_dict(args):
     from .. import corpus
@@ -217,7 +219,7 @@ def add_commands(sub):
     g.add_argument("--objective", default=defaults.objective, choices=CHOICES["objective"],
                    help="window: --window words predict the next (the notes'); stream: the "
                    "standard protocol, contiguous rows read --bptt tokens at a time with the "
-                   "state carried over (default: %(default)s)")
+                   "state carried over; dialogue: responses to --context-turns turns (default: %(default)s)")
     g.add_argument("--window", type=int, default=defaults.window,
                    help="words of context per example, --objective window only (default: %(default)s)")
     g.add_argument("--bptt", type=int, default=defaults.bptt,
@@ -229,9 +231,9 @@ def add_commands(sub):
     g.add_argument("--arch", default=defaults.arch, choices=CHOICES["arch"],
                    help="simple RNN, LSTM or GRU layers; attention: the last state attends over "
                    "the window; seq2seq: an encoder-decoder writing the next --target-len words "
-                   "(default: %(default)s)")
+                   "(with --objective dialogue: the flat baseline); hred, vhred: dialogue models (default: %(default)s)")
     g.add_argument("--cell", default=defaults.cell, choices=CHOICES["cell"],
-                   help="the cell of --arch attention and seq2seq only (default: %(default)s)")
+                   help="the cell of --arch attention, seq2seq, hred and vhred only (default: %(default)s)")
     g.add_argument("--score", default=defaults.score, choices=CHOICES["score"],
                    help="attention score of --arch attention and seq2seq only: Luong general or "
                    "dot, Bahdanau additive (default: %(default)s)")
@@ -295,6 +297,7 @@ def add_commands(sub):
     g.add_argument("--strategy", default=defaults.strategy, choices=CHOICES["strategy"],
                    help="tf.distribute: one device, all local devices (mirrored), or the "
                    "machines of the TF_CONFIG cluster (multi-worker) (default: %(default)s)")
+    dialogue.add_train_flags(p, defaults)
     p.set_defaults(func=cmd_train)
     only_when_typed(p, {f.name for f in dataclasses.fields(TrainConfig)})
 

@@ -5,12 +5,13 @@ model family is one new file here, a subclass of it, registered below by the
 name ``--objective`` gives it (config.CHOICES lists the names the CLI accepts).
 """
 from .base import SPLIT_NAMES, Objective
+from .dialogue import DialogueObjective
 from .stream import StreamObjective
 from .window import WindowObjective
 
-__all__ = ["OBJECTIVES", "SPLIT_NAMES", "Objective", "StreamObjective", "WindowObjective", "make_objective"]
+__all__ = ["OBJECTIVES", "DialogueObjective", "SPLIT_NAMES", "Objective", "StreamObjective", "WindowObjective", "make_objective"]
 
-OBJECTIVES = {"window": WindowObjective, "stream": StreamObjective}
+OBJECTIVES = {"window": WindowObjective, "stream": StreamObjective, "dialogue": DialogueObjective}
 
 
 def make_objective(cfg, vocab, files):

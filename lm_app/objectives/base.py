@@ -47,6 +47,10 @@ class Objective(abc.ABC):
         """Variables besides the model's that a checkpoint must keep (e.g. a recurrent state carried across batches)."""
         return []
 
+    def extra_metrics(self, split):
+        """Figures beside loss, accuracy and top-5 for the final scores of ``split`` (e.g. VHRED's KL)."""
+        return {}
+
     def start_epoch(self):
         """Reset what an epoch starts from (e.g. the carried state); called before its first batch."""
 

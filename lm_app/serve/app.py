@@ -88,7 +88,7 @@ def make_app(model, limits=None, hosts=None, connections=None):
             raise RequestError("the request body cannot be read: "
                                f"{getattr(cause, 'message', '') or type(cause).__name__}") from None
         connections.start_work(request.transport)
-        texts, columnar = parse_request(parse_body(body), limits.max_instances, model.mode)
+        texts, columnar = parse_request(parse_body(body), limits.max_instances, model.mode, model.input_name)
         rows = await request.app["batcher"].predict(texts)
         if columnar:
             return web.json_response({"outputs": {k: [row[k] for row in rows] for k in model.outputs}})

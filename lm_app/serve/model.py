@@ -1,7 +1,7 @@
 """The loaded SavedModel as the server sees it: one batch call and TF Serving's metadata answer."""
-from .requests import INPUT, SIGNATURE
+from .requests import SIGNATURE, TURNS
 
-SERVED_OUTPUTS = ("words", "probs", "continuation", "log_prob")
+SERVED_OUTPUTS = ("words", "probs", "continuation", "log_prob", "response")
 VERSION = "1"  # a plain model folder has one version, as TF Serving's <model>/1/
 
 
@@ -20,20 +20,24 @@ class ServedModel:
         self.tensor_names = _tensor_names(model_dir) if model_dir else {}
         outputs = self.signature.structured_outputs
         self.outputs = [k for k in SERVED_OUTPUTS if k in outputs]
-        signature, served = self.signature, self.outputs
+        [self.input_name] = self.signature.structured_input_signature[1]  # text, or a dialogue model's turns
+        signature, served, name = self.signature, self.outputs, self.input_name
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        @tf.function(input_signature=[tf.TensorSpec([None, None] if name == TURNS else [None], tf.string)])
         def answer(texts):
             """Only the outputs the answer carries: the graph drops the rest (context, attention)."""
-            out = signature(**{INPUT: texts})
+            out = signature(**{name: texts})
             return {k: out[k] for k in served}
 
         self.answer = answer
 
     def __call__(self, texts):
-        """One prediction dict per text (run in the worker thread)."""
+        """One prediction dict per text, or per list of turns (run in the worker thread)."""
         import tensorflow as tf
 
+        if self.input_name == TURNS:  # rows of turns padded with empty strings, as the signature takes them
+            width = max(len(turns) for turns in texts)
+            texts = [turns + [b""] * (width - len(turns)) for turns in texts]
         out = self.answer(tf.constant(texts, tf.string))
         columns = {k: out[k].numpy() for k in self.outputs}
         return [{k: _jsonable(columns[k][row]) for k in self.outputs} for row in range(len(texts))]

@@ -12,6 +12,7 @@ from .limits import DEFAULT_MAX_INSTANCES
 
 SIGNATURE = "serving_default"
 INPUT = "text"
+TURNS = "turns"  # a dialogue model's input: each instance is a list of turns
 
 # /v1/models/<name>[/versions/<n>][:<verb> | /metadata], as TensorFlow Serving parses it.
 ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
@@ -42,6 +43,19 @@ def _text(value, where):
     raise RequestError(f"{where}: expected a string, got {type(value).__name__}")
 
 
+def _turns(value, where):
+    """One dialogue instance: a non-empty list of turns, each as :func:`_text` takes it."""
+    if not isinstance(value, list) or not value:
+        raise RequestError(f"{where}: expected a non-empty list of turns (strings), got "
+                           f"{type(value).__name__ if not isinstance(value, list) else 'an empty list'}")
+    turns = []
+    for i, turn in enumerate(value):
+        if isinstance(turn, list):
+            raise RequestError(f"{where}[{i}]: expected a string, got a list")
+        turns.append(_text(turn, f"{where}[{i}]"))
+    return turns
+
+
 def parse_body(body):
     """The JSON of a request body; anything that is not JSON (or is too deep to parse) is a 400."""
     try:
@@ -56,12 +70,13 @@ def parse_body(body):
         raise RequestError("JSON Parse error: a number has too many digits") from None
 
 
-def parse_request(payload, max_instances=DEFAULT_MAX_INSTANCES, mode="words"):
+def parse_request(payload, max_instances=DEFAULT_MAX_INSTANCES, mode="words", input_name=INPUT):
     """The texts of a predict request and whether it is columnar (``inputs``) or row (``instances``).
 
     Every text must keep a word after the model's normalisation (``mode``), the
     rule ``predict`` applies too: without one the model would answer from an
-    empty context.
+    empty context.  A dialogue model's input is ``turns``: each instance is a
+    list of turns, of which one at least must keep a word.
     """
     if not isinstance(payload, dict):
         raise RequestError("JSON Value: the request body is not an object")
@@ -77,12 +92,12 @@ def parse_request(payload, max_instances=DEFAULT_MAX_INSTANCES, mode="words"):
     elif "inputs" in payload:
         key, items = "inputs", payload["inputs"]
         if isinstance(items, dict) and "b64" not in items:
-            if set(items) != {INPUT}:
-                raise RequestError(f"'inputs': expected the one input '{INPUT}', got "
+            if set(items) != {input_name}:
+                raise RequestError(f"'inputs': expected the one input '{input_name}', got "
                                    f"{sorted(items) or 'none'}")
-            items = items[INPUT]
+            items = items[input_name]
         if not isinstance(items, list):
-            raise RequestError(f"'inputs': input '{INPUT}' has shape [-1]: send a list of strings")
+            raise RequestError(f"'inputs': input '{input_name}' takes a list")
     else:
         raise RequestError("Missing 'inputs' or 'instances' key")
     if not items:
@@ -94,11 +109,12 @@ def parse_request(payload, max_instances=DEFAULT_MAX_INSTANCES, mode="words"):
     for i, item in enumerate(items):
         where = f"{key}[{i}]"
         if key == "instances" and isinstance(item, dict) and "b64" not in item:
-            if set(item) != {INPUT}:
-                raise RequestError(f"{where}: expected the one input '{INPUT}', got {sorted(item) or 'none'}")
-            item = item[INPUT]
-        texts.append(_text(item, where))
-        if not has_words(texts[-1].decode("utf-8", errors="replace"), mode):
+            if set(item) != {input_name}:
+                raise RequestError(f"{where}: expected the one input '{input_name}', got {sorted(item) or 'none'}")
+            item = item[input_name]
+        texts.append(_turns(item, where) if input_name == TURNS else _text(item, where))
+        pieces = texts[-1] if input_name == TURNS else [texts[-1]]
+        if not any(has_words(piece.decode("utf-8", errors="replace"), mode) for piece in pieces):
             raise RequestError(f"{where}: no words are left after normalisation")
     return texts, key == "inputs"
 

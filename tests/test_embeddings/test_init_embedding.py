@@ -6,6 +6,7 @@ import pytest
 
 from lm_app import corpus, pretrained
 from lm_app.objectives import StreamObjective, WindowObjective
+from lm_app.objectives.dialogue import DialogueObjective
 from lm_app.word2vec.vectors import write_vectors
 from tests.conftest import assert_one_line_error, cycle_corpus, main_in_process, tiny_corpus, train_cli
 from tests.test_objectives.common import make
@@ -34,6 +35,8 @@ def assert_rows_start_from(model, tokens, given):
     (WindowObjective, {"arch": "attention"}),
     (WindowObjective, {"arch": "seq2seq", "target_len": 2}),
     (StreamObjective, {"objective": "stream", "arch": "lstm", "tied": True, "batch_size": 4, "bptt": 5}),
+    (DialogueObjective, {"objective": "dialogue", "arch": "hred", "cell": "gru", "valid_fraction": 0.5,
+                         "test_fraction": 0}),  # the corpus's two files are its two dialogues
 ])
 def test_every_embedding_starts_from_the_vectors(tmp_path, cls, settings):
     """#15: each architecture's embedding (both of seq2seq's) holds the file's vector for every word it has."""

@@ -1,0 +1,119 @@
+"""The dialogue models' pieces against NumPy, and decoding one word at a time against teacher forcing."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lm_app.dialogue.models import DialogueModel, gaussian_kl, reparameterise
+
+
+def numpy_kl(mu_q, sigma_q, mu_p, sigma_p):
+    """KL of diagonal Gaussians written from the densities: E_q[log q - log p], per dimension, summed."""
+    log_q_minus_log_p = np.log(sigma_p) - np.log(sigma_q)
+    expected_square = (sigma_q ** 2 + (mu_q - mu_p) ** 2) / sigma_p ** 2
+    return np.sum(log_q_minus_log_p + 0.5 * expected_square - 0.5, axis=-1)
+
+
+def test_the_kl_of_two_diagonal_gaussians_matches_numpy():
+    rng = np.random.default_rng(0)
+    mu_q, mu_p = rng.normal(size=(2, 4, 5))
+    sigma_q, sigma_p = rng.uniform(0.2, 2.0, size=(2, 4, 5))
+    got = gaussian_kl(*(tf.constant(a) for a in (mu_q, sigma_q, mu_p, sigma_p)))
+    np.testing.assert_allclose(got, numpy_kl(mu_q, sigma_q, mu_p, sigma_p), rtol=1e-10)
+    np.testing.assert_allclose(gaussian_kl(*(tf.constant(a) for a in (mu_p, sigma_p, mu_p, sigma_p))), 0, atol=1e-12)
+
+
+def test_the_kl_by_monte_carlo():
+    """The closed form is the mean of log q(z) - log p(z) over z ~ q."""
+    rng = np.random.default_rng(1)
+    mu_q, sigma_q = np.array([0.3, -1.0]), np.array([0.5, 1.2])
+    mu_p, sigma_p = np.array([0.0, 0.5]), np.array([1.0, 0.8])
+    z = mu_q + sigma_q * rng.normal(size=(200_000, 2))
+
+    def log_density(z, mu, sigma):
+        return np.sum(-0.5 * ((z - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi), axis=-1)
+
+    estimate = np.mean(log_density(z, mu_q, sigma_q) - log_density(z, mu_p, sigma_p))
+    assert float(gaussian_kl(mu_q, sigma_q, mu_p, sigma_p)) == pytest.approx(estimate, abs=0.02)
+
+
+def test_the_reparameterised_sample_and_its_gradient_match_numpy():
+    rng = np.random.default_rng(2)
+    mu, sigma, eps = rng.normal(size=3), rng.uniform(0.1, 2, size=3), rng.normal(size=3)
+    mu_t, sigma_t = tf.Variable(mu), tf.Variable(sigma)
+    with tf.GradientTape() as tape:
+        z = reparameterise(mu_t, sigma_t, tf.constant(eps))
+        total = tf.reduce_sum(z)
+    np.testing.assert_allclose(z, mu + sigma * eps)
+    d_mu, d_sigma = tape.gradient(total, [mu_t, sigma_t])
+    np.testing.assert_allclose(d_mu, np.ones(3))
+    np.testing.assert_allclose(d_sigma, eps)  # the noise is fixed: the gradient flows through mu and sigma
+
+
+@pytest.mark.parametrize("arch,cell", [("hred", "gru"), ("vhred", "lstm"), ("seq2seq", "gru"), ("hred", "lstm")])
+def test_decoding_step_by_step_gives_teacher_forcings_log_probabilities(arch, cell):
+    tf.keras.utils.set_random_seed(4)
+    model = DialogueModel(11, arch, cell, embedding=6, hidden=8, seed=5).build_all()
+    rng = np.random.default_rng(3)
+    context = tf.constant(rng.integers(1, 12, size=(3, 2, 5)) * (rng.random((3, 2, 5)) < 0.8), tf.int32)
+    response = tf.constant(rng.integers(1, 12, size=(3, 6)), tf.int32)
+    c = model.context(context)
+    z = model.latent_sample(c)[0] if model.latent else None
+    condition, states = model.start(c, z)
+    forced = tf.nn.log_softmax(model.decode(model.decoder_inputs(response), condition, states))
+    previous = tf.fill([3], model.eot)
+    for t in range(response.shape[1]):
+        logits, states = model.step(previous, condition, states)
+        np.testing.assert_allclose(tf.nn.log_softmax(logits), forced[:, t], atol=1e-5)
+        previous = response[:, t]
+
+
+def test_the_flat_baseline_has_about_hreds_parameter_count(capsys):
+    counts = {}
+    for cell in ("gru", "lstm"):
+        for arch in ("hred", "seq2seq"):
+            model = DialogueModel(500, arch, cell, embedding=32, hidden=64).build_all()
+            counts[arch, cell] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        print(f"{cell}: HRED {counts['hred', cell]:,} parameters, flat seq2seq {counts['seq2seq', cell]:,}")
+        assert counts["seq2seq", cell] == pytest.approx(counts["hred", cell], rel=0.01)
+
+
+def test_vhred_drops_decoder_input_words_in_training_only():
+    model = DialogueModel(11, "vhred", "gru", embedding=4, hidden=4, word_drop=0.4, seed=1).build_all()
+    response = tf.fill([200, 30], 5)
+    trained = model.decoder_inputs(response, training=True).numpy()
+    assert (trained[:, 0] == model.eot).all()  # the start symbol is never dropped
+    assert np.mean(trained[:, 1:] == 1) == pytest.approx(0.4, abs=0.03)  # <unk> is id 1
+    assert set(np.unique(trained[:, 1:])) == {1, 5}
+    assert (model.decoder_inputs(response).numpy()[:, 1:] == 5).all()
+    hred = DialogueModel(11, "hred", "gru", embedding=4, hidden=4, word_drop=0.4).build_all()
+    assert (hred.decoder_inputs(response, training=True).numpy()[:, 1:] == 5).all()
+
+
+def test_the_kl_weight_rises_linearly_with_training_steps_and_evaluation_weighs_it_fully():
+    model = DialogueModel(11, "vhred", "gru", embedding=4, hidden=4, kl_anneal_steps=4, seed=1).build_all()
+    context, response = tf.ones([2, 2, 3], tf.int32), tf.constant([[3, 11, 0], [4, 4, 11]])
+    weights = []
+    for _ in range(6):
+        weights.append(float(model.kl_weight()))
+        _, _, kl = model.token_losses(context, response, training=True)
+        assert kl.shape == (2,) and (kl.numpy() >= 0).all()
+    assert weights == [0, 0.25, 0.5, 0.75, 1, 1]
+    model.token_losses(context, response)
+    assert float(model.kl_step) == 6  # evaluation does not advance the schedule
+
+
+def test_beam_search_with_an_end_keeps_finished_answers_and_stops():
+    """Answers that chose the end (id 3) keep their totals, compete with longer ones, and stop the search."""
+    from lm_app.decoding import beam_search
+
+    table = {(): [0, 0.55, 0.45, 0], (2,): [0, 0, 0, 1.0], (1,): [0, 0.5, 0, 0.5], (1, 1): [0, 0, 0, 1.0]}
+    calls = []
+
+    def next_log_probs(sequences):
+        calls.append(len(sequences))
+        return np.log(np.maximum([table[tuple(seq)] for seq in sequences], 1e-300))
+
+    results = beam_search(next_log_probs, [], 10, beam=2, end=3)
+    assert [ids for ids, _ in results] == [[2, 3], [1, 1, 3]]
+    np.testing.assert_allclose([total for _, total in results], np.log([0.45, 0.275]))
+    assert calls == [1, 2, 1]  # finished answers are not extended, and all finished after three steps
