@@ -54,13 +54,18 @@ def stream_batches(files, vocab, chunk=EVAL_CHUNK):
     return ids.scan(tf.zeros([0], tf.int32), pair).filter(lambda x, y: tf.size(y) > 0)
 
 
-def evaluate(model_dir, corpus, pretokenized=None):
-    """Cross-entropy, perplexity, accuracy, top-5 and the share of ``<unk>`` over a corpus."""
+def evaluate(model_dir, corpus, pretokenized=None, embeddings=None):
+    """Cross-entropy, perplexity, accuracy, top-5 and the share of ``<unk>`` over a corpus.
+
+    ``embeddings`` (a vectors file) adds a dialogue model's embedding scores.
+    """
     model, cfg, vocab = load_trained(model_dir)
     if cfg.objective == "dialogue":
         from .dialogue.evaluate import score_dialogues
 
-        return score_dialogues(model, cfg, vocab, find_files(corpus))
+        return score_dialogues(model, cfg, vocab, find_files(corpus), embeddings=embeddings)
+    if embeddings:
+        raise UsageError("--embeddings scores the answers of a dialogue model; this is a next-word model")
     if cfg.arch == "seq2seq":
         raise UsageError("evaluate scores next-word models; a seq2seq model's held-out scores "
                          "are in its metrics.json")

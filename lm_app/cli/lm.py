@@ -110,10 +110,14 @@ def cmd_generate(args):
 
 
 def cmd_evaluate(args):
+    if args.embeddings:
+        from ..word2vec.vectors import read_header
+
+        read_header(args.embeddings)  # a missing or malformed file is answered before TensorFlow loads
     import_tensorflow()
     from .. import evaluate
 
-    report = evaluate.evaluate(args.model_dir, args.corpus, args.pretokenized)
+    report = evaluate.evaluate(args.model_dir, args.corpus, args.pretokenized, args.embeddings)
     print(json.dumps(report) if args.json else evaluate.format_report(report))
 
 
@@ -311,6 +315,10 @@ def add_commands(sub):
     p.add_argument("--pretokenized", action="store_true",
                    help="the corpus is Penn-Treebank style; required for a model trained on such a "
                    "vocabulary and refused otherwise (default: plain text)")
+    p.add_argument("--embeddings", default=None, metavar="VECTORS",
+                   help="dialogue models: also score the sampled answers against the references by "
+                   "embedding Average, Greedy and Extrema (Liu et al. 2016) with these word vectors, "
+                   "e.g. word2vec's vectors.txt (default: none)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
