@@ -1,4 +1,7 @@
+import fcntl
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +96,31 @@ def window_rnn(tmp_path_factory):
     return work / "lm"
 
 
+def built_once(tmp_path_factory, name, build):
+    """The folder ``build(folder)`` filled, once for the whole run, whichever xdist worker asks first.
+
+    Each worker sets up its own session fixtures; a model that several files read
+    is trained once this way, the other worker waiting on a file lock for it.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this run's folder, above each worker's own
+    folder = root / f"once-{name}"
+    with open(root / f"once-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
+def trained_metrics(model_dir):
+    """What ``train`` returned for the run in ``model_dir`` (it writes the same to metrics.json)."""
+    return json.loads((Path(model_dir) / "metrics.json").read_text())
+
+
 def main_in_process(*args, capsys):
     """``lm_app.cli.main`` in this process: ``(exit code, stdout, stderr)``.
 
@@ -114,3 +142,65 @@ def assert_one_line_error(code, err, command, fragment):
     assert code == 2, (code, err)
     assert len(lines) == 1 and lines[0].startswith(f"lm_app {command}: error: "), err
     assert fragment in lines[0], lines[0]
+
+
+def stream_settings(work):
+    """The stream model's settings: an LSTM on the cycle corpus in ``work`` with 3-token chunks."""
+    from lm_app.config import TrainConfig
+
+    return TrainConfig(corpus=str(work / "corpus" / "*.txt"), vocab=str(work / "vocab.txt"),
+                       model_dir=str(work / "lm"), objective="stream", arch="lstm", bptt=3, batch_size=4,
+                       embedding=16, hidden=32, layers=1, epochs=6, learning_rate=0.02, seed=3, patience=10)
+
+
+@pytest.fixture(scope="session")
+def stream_model(tmp_path_factory):
+    """A small stream LSTM trained once for the run: ``(folder, settings, metrics)``; tests only read it."""
+    from lm_app import corpus
+    from lm_app.train import train
+
+    def build(work):
+        glob = str(cycle_corpus(work / "corpus", repeats=40) / "*.txt")
+        corpus.build_vocabulary(glob, min_count=3).save(work / "vocab.txt")
+        cfg = stream_settings(work)
+        epochs = []
+        train(cfg, verbose=0, log=lambda *a: None, on_epoch=epochs.append)
+        history = json.loads((work / "lm" / "history.json").read_text())
+        assert [e["val_loss"] for e in epochs] == history["val_loss"] and len(epochs) == cfg.epochs
+        assert all(e["tokens_per_second"] > 0 for e in epochs)
+
+    work = built_once(tmp_path_factory, "stream", build)
+    return work, stream_settings(work), trained_metrics(work / "lm")
+
+
+def train_on_cycle(work, name, **settings):
+    """``train`` in-process on the cycle corpus (built in ``work`` once): ``(metrics, model folder)``."""
+    from lm_app import corpus
+    from lm_app.config import TrainConfig
+    from lm_app.train import train
+
+    glob = str(work / "corpus" / "*.txt")
+    if not (work / "vocab.txt").exists():
+        cycle_corpus(work / "corpus")
+        corpus.build_vocabulary(glob, min_count=3).save(work / "vocab.txt")
+    settings = dict(dict(embedding=16, hidden=48, batch_size=32, learning_rate=0.01, epochs=12,
+                         patience=4, seed=7, top_k=5), **settings)
+    cfg = TrainConfig(corpus=glob, vocab=str(work / "vocab.txt"), model_dir=str(work / name), **settings)
+    return train(cfg, verbose=0, log=lambda *a: None), work / name
+
+
+@pytest.fixture(scope="session")
+def attention_model(tmp_path_factory):
+    """An --arch attention model trained once for the run: ``(metrics, folder)``."""
+    work = built_once(tmp_path_factory, "attention",
+                      lambda w: train_on_cycle(w, "lm", arch="attention", cell="gru", score="additive"))
+    return trained_metrics(work / "lm"), work / "lm"
+
+
+@pytest.fixture(scope="session")
+def seq2seq_model(tmp_path_factory):
+    """An --arch seq2seq model writing 3 words, trained once for the run: ``(metrics, folder)``."""
+    work = built_once(tmp_path_factory, "seq2seq",
+                      lambda w: train_on_cycle(w, "lm", arch="seq2seq", cell="gru", score="general",
+                                               target_len=3))
+    return trained_metrics(work / "lm"), work / "lm"

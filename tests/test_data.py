@@ -207,3 +207,31 @@ def test_held_out_shares_that_leave_less_than_half_to_train_are_one_line_errors(
 
     assert_usage_error(run_cli("train", "--model-dir", tmp_path / "lm", "--valid-fraction", 0.3,
                                "--test-fraction", 0.3), "at most 0.5 together")
+
+
+def test_rows_and_chunks_are_exactly_the_pytorch_recipe():
+    ids = np.arange(23, dtype=np.int32)
+    rows = data.batchify(ids, 4)  # 23 // 4 = 5 tokens a row, the last 3 dropped
+    np.testing.assert_array_equal(rows, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9],
+                                         [10, 11, 12, 13, 14], [15, 16, 17, 18, 19]])
+    chunks = [(x.numpy(), y.numpy()) for x, y in data.stream_chunks(rows, 3)]
+    assert len(chunks) == data.count_chunks(rows, 3) == 2
+    np.testing.assert_array_equal(chunks[0][0], rows[:, 0:3])
+    np.testing.assert_array_equal(chunks[0][1], rows[:, 1:4])
+    np.testing.assert_array_equal(chunks[1][0], rows[:, 3:4])  # the last chunk is shorter
+    np.testing.assert_array_equal(chunks[1][1], rows[:, 4:5])
+
+
+def test_stream_split_holds_out_contiguous_blocks():
+    ids = np.arange(1000)
+    train_ids, valid_ids, test_ids = data.split_stream(ids, 0.2, 0.0, cycles=10)
+    assert len(valid_ids) == 200 and len(train_ids) == 800 and len(test_ids) == 0
+    assert not set(train_ids) & set(valid_ids)
+    assert np.all(np.diff(valid_ids[:20]) == 1)  # blocks of 20 consecutive tokens
+
+
+def test_token_ids_end_lines_with_eos_in_pretokenized_mode(tmp_path):
+    (tmp_path / "a.txt").write_text("x y\nz\n", encoding="utf-8")
+    vocab = corpus.build_vocabulary(str(tmp_path / "a.txt"), min_count=0, mode="pretokenized")
+    ids = data.token_ids([str(tmp_path / "a.txt")], vocab)
+    assert [vocab.tokens[i] for i in ids] == ["x", "y", "<eos>", "z", "<eos>"]

@@ -51,27 +51,6 @@ def test_a_misspelt_onehot_or_preset_is_argparses_error(capsys):
         assert code == 2 and "argument --" in err and "Traceback" not in err
 
 
-def test_onehot_input_is_one_hot_vectors_times_the_input_weights():
-    """The lookup model equals the notes' maths on materialised one-hot vectors, with their weights only."""
-    from lm_app.models import build_model
-
-    vocab, hidden = 11, 7
-    model = build_model(vocab, "rnn", "onehot", hidden, seed=3)
-    # W (vocab x hidden), U, b, then the softmax layer: nothing more is learned
-    assert model.count_params() - sum(w.numpy().size for w in model.non_trainable_weights) == \
-        vocab * hidden + hidden * hidden + hidden + hidden * vocab + vocab
-    ids = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 5, 3]], np.int32)
-    W = model.get_layer("embedding").embeddings.numpy()
-    cell = model.get_layer("rnn_1").cell
-    U, b = cell.recurrent_kernel.numpy(), cell.bias.numpy()
-    head = model.get_layer("logits")
-    h = np.zeros((2, hidden), np.float32)
-    for t in range(ids.shape[1]):
-        h = np.tanh(np.eye(vocab, dtype=np.float32)[ids[:, t]] @ W + h @ U + b)
-    want = h @ head.kernel.numpy() + head.bias.numpy()
-    np.testing.assert_allclose(model(ids).numpy(), want, atol=1e-5, rtol=0)
-
-
 @pytest.mark.slow
 def test_a_tiny_preset_run_trains_exports_and_resumes(tmp_path):
     glob, vocab = tiny_corpus(tmp_path)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import cycle_corpus, run_cli
 from tests.test_resume import start_training, wait_for
-from tests.test_serve import Server
+from tests.test_serve.test_app import Server
 
 pytestmark = pytest.mark.slow
 
