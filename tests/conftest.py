@@ -1,4 +1,6 @@
+import contextlib
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -39,6 +41,31 @@ def run_cli(*args, cwd=None, timeout=600):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([sys.executable, "-m", "lm_app", *map(str, args)], cwd=cwd or ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_cli_in_process(*args, cwd=None, stdin=None):
+    """``lm_app.cli.main`` in this process, answered as :func:`run_cli` answers (returncode, stdout, stderr).
+
+    For a test whose point is not the process (exit codes of a real run, signals, what the
+    TensorFlow import prints, a process without lm_app): it saves the TensorFlow import a new
+    process pays. ``stdin`` (bytes) is what the command reads for ``-``.
+    """
+    from lm_app.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_stdin = sys.stdin
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                contextlib.chdir(cwd or os.getcwd()):
+            if stdin is not None:
+                sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's errors and --help
+                code = e.code
+    finally:
+        sys.stdin = saved_stdin
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def assert_usage_error(proc, fragment):

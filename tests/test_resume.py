@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from lm_app.atomic import FolderLock
-from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli, run_cli_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def kill_after_first_save(model_dir, args):
 def straight(corpus):
     """A run that was never interrupted; tests copy it, never change it."""
     work, args = corpus
-    done = run_cli("train", "--model-dir", work / "straight", *args)
+    done = run_cli_in_process("train", "--model-dir", work / "straight", *args)
     assert done.returncode == 0, done.stderr
     return work / "straight"
 
@@ -102,7 +102,7 @@ def test_kill_9_then_resume_in_a_moved_folder_gives_the_uninterrupted_run(corpus
     killed.rename(moved)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    resumed = run_cli("train", "--resume", "--model-dir", moved, cwd=elsewhere)  # no other flag
+    resumed = run_cli_in_process("train", "--resume", "--model-dir", moved, cwd=elsewhere)  # no other flag
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at epoch 1, step" in resumed.stdout
     assert "Epoch 2/2" in resumed.stdout and "Epoch 3/" not in resumed.stdout
@@ -119,30 +119,30 @@ def test_checkpoint_variables_are_stored_by_name(straight):
 
 def test_resume_with_nothing_to_resume_is_an_error(corpus, tmp_path):
     work, args = corpus
-    assert_usage_error(run_cli("train", "--model-dir", tmp_path / "empty", "--resume", *args),
+    assert_usage_error(run_cli_in_process("train", "--model-dir", tmp_path / "empty", "--resume", *args),
                        "nothing to resume")
     assert not (tmp_path / "empty" / "checkpoints").exists()
 
 
 def test_resume_and_fresh_together_are_refused(corpus, unfinished):
     work, args = corpus
-    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", "--fresh", *args),
+    assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, "--resume", "--fresh", *args),
                        "--fresh")
-    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--force", "--fresh", *args),
+    assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, "--force", "--fresh", *args),
                        "--force only acts with --resume")
 
 
 def test_a_typed_flag_that_changes_the_run_is_refused(corpus, unfinished):
     work, args = corpus
     before = tf.train.latest_checkpoint(str(unfinished / "checkpoints"))
-    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", "--hidden", 32),
+    assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, "--resume", "--hidden", 32),
                        "--hidden 32 differs from the run")
     assert tf.train.latest_checkpoint(str(unfinished / "checkpoints")) == before
 
 
 def test_resume_may_extend_epochs_and_says_so(straight, tmp_path):
     model_dir = copy_of(straight, tmp_path)
-    resumed = run_cli("train", "--resume", "--model-dir", model_dir, "--epochs", 3)
+    resumed = run_cli_in_process("train", "--resume", "--model-dir", model_dir, "--epochs", 3)
     assert resumed.returncode == 0, resumed.stderr
     assert "trains to 3" in resumed.stdout
     assert len(json.loads((model_dir / "history.json").read_text())["loss"]) == 3
@@ -155,7 +155,7 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(straight, tmp_pat
     newest, previous = sorted(state.glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[1]))[::-1]
     data = newest.with_suffix(".data-00000-of-00001")
     data.write_bytes(data.read_bytes()[:len(data.read_bytes()) // 2])
-    resumed = run_cli("train", "--resume", "--model-dir", model_dir)
+    resumed = run_cli_in_process("train", "--resume", "--model-dir", model_dir)
     assert resumed.returncode == 0, resumed.stderr
     said = [line for line in resumed.stdout.splitlines() if "cannot be read" in line]
     assert len(said) == 1, resumed.stdout
@@ -165,14 +165,14 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(straight, tmp_pat
 
     for index in state.glob("ckpt-*.index"):
         index.write_bytes(b"")
-    assert_usage_error(run_cli("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
+    assert_usage_error(run_cli_in_process("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
 
 
 def test_a_foreign_checkpoint_is_a_one_line_error(straight, tmp_path):
     model_dir = copy_of(straight, tmp_path)
     run = model_dir / "checkpoints" / "run.json"
     run.write_text(json.dumps(dict(json.loads(run.read_text()), arch="gru")))  # another model's state
-    assert_usage_error(run_cli("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
+    assert_usage_error(run_cli_in_process("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
 
 
 def test_a_changed_corpus_is_refused_unless_forced(corpus, unfinished, tmp_path):
@@ -182,12 +182,12 @@ def test_a_changed_corpus_is_refused_unless_forced(corpus, unfinished, tmp_path)
     stat = part.stat()
     os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     try:
-        assert_usage_error(run_cli("train", "--resume", "--model-dir", model_dir),
+        assert_usage_error(run_cli_in_process("train", "--resume", "--model-dir", model_dir),
                            f"the corpus changed since the run in {model_dir} started ({part} was modified)")
-        forced = run_cli("train", "--resume", "--force", "--model-dir", model_dir)
+        forced = run_cli_in_process("train", "--resume", "--force", "--model-dir", model_dir)
         assert forced.returncode == 0, forced.stderr
         assert "--force: resuming on a corpus that changed" in forced.stdout
-        again = run_cli("train", "--resume", "--model-dir", model_dir)  # the choice is recorded
+        again = run_cli_in_process("train", "--resume", "--model-dir", model_dir)  # the choice is recorded
         assert again.returncode == 0, again.stderr
     finally:
         os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -218,7 +218,7 @@ def test_an_unfinished_run_is_kept_until_resume_or_fresh(corpus, unfinished):
     work, args = corpus
     before = tf.train.latest_checkpoint(str(unfinished / "checkpoints"))
     assert before
-    assert_usage_error(run_cli("train", "--model-dir", unfinished, *args), "add --resume")
+    assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, *args), "add --resume")
     assert tf.train.latest_checkpoint(str(unfinished / "checkpoints")) == before
 
 
@@ -229,7 +229,7 @@ def test_resume_with_another_vocabulary_is_refused(corpus, unfinished, tmp_path)
     try:
         glob = str(cycle_corpus(tmp_path / "other", repeats=5) / "*.txt")
         assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab, "--min-count", 0).returncode == 0
-        assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", *args),
+        assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, "--resume", *args),
                            "trained with another vocabulary")
     finally:
         assert run_cli("build-dict", "--corpus", args[1], "--vocab", vocab).returncode == 0
