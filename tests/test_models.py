@@ -1,4 +1,4 @@
-"""The models (lm_app/models.py): the stream model's layers, its tied softmax and initial weights, attention, one-hot input."""
+"""The models (lm_app/models.py): the stream model's layers, state, tied softmax and initial weights; attention; one-hot."""
 import dataclasses
 
 import keras
