@@ -123,6 +123,24 @@ def window_rnn(tmp_path_factory):
     return work / "lm"
 
 
+@pytest.fixture(scope="session")
+def one_epoch(tmp_path_factory):
+    """One epoch of a tiny model (top-k 4), trained by the train command once for the run: its folder and output."""
+    from lm_app.cli import main
+
+    def build(work):
+        glob, vocab = tiny_corpus(work, repeats=20)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["train", "--corpus", glob, "--vocab", str(vocab), "--model-dir", str(work / "lm"),
+                         "--epochs", "1", "--embedding", "8", "--hidden", "8", "--top-k", "4"])
+        assert code == 0
+        (work / "train.out").write_text(out.getvalue())
+
+    work = built_once(tmp_path_factory, "one_epoch", build)
+    return {"dir": work / "lm", "stdout": (work / "train.out").read_text()}
+
+
 def built_once(tmp_path_factory, name, build):
     """The folder ``build(folder)`` filled, once for the whole run, whichever xdist worker asks first.
 

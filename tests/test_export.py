@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from lm_app.generate import Generator
-from tests.conftest import run_cli, tiny_corpus
+from tests.conftest import run_cli_in_process, tiny_corpus
 from tests.test_atomic import mode
 
 
@@ -69,8 +69,8 @@ def test_the_seq2seq_saved_model_decodes_alone_as_generate_greedy_does(seq2seq_m
     _, model_dir = seq2seq_model
     prompts = ["the dog ran to the", "sat on the mat and", "near the"]
     # The command for one prompt; the others through the Generator it runs (a process each costs seconds).
-    cli = json.loads(run_cli("generate", "--model-dir", model_dir, "--greedy", "--words", 3, "--json",
-                             prompts[0]).stdout)["continuation"]
+    cli = json.loads(run_cli_in_process("generate", "--model-dir", model_dir, "--greedy", "--words", 3,
+                                        "--json", prompts[0]).stdout)["continuation"]
     generator = Generator(model_dir)
     greedy = [generator.generate(p, 3, greedy=True)["continuation"] for p in prompts]
     assert cli == greedy[0]

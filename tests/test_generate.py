@@ -1,14 +1,11 @@
 """``generate`` (lm_app/generate.py): decoding options that must agree, reproducible sampling, long prompts."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from lm_app.generate import Generator
 from lm_app.predict import SHOWN_CHARS
-from tests.conftest import ROOT, assert_usage_error, run_cli
+from tests.conftest import assert_usage_error, run_cli, run_cli_in_process
 from tests.test_predict import LONG
 
 pytestmark = pytest.mark.slow
@@ -38,19 +35,19 @@ def test_generate_from_the_command_line_is_reproducible(attention_model):
     _, model_dir = attention_model
     args = ("generate", "--model-dir", model_dir, "--words", 8, "--temperature", 2.0, "--seed", 3,
             "--json", "the cat")
-    first, second = run_cli(*args), run_cli(*args)
+    # One run as a process, one in this one: the seed alone decides, whatever the process.
+    first, second = run_cli(*args), run_cli_in_process(*args)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout) == json.loads(second.stdout)
     assert len(json.loads(first.stdout)["words"]) == 8
-    assert_usage_error(run_cli("generate", "--model-dir", model_dir, "--top-p", 1.5, "the"), "--top-p")
-    assert_usage_error(run_cli("generate", "--model-dir", model_dir, "  "), "empty")
+    assert_usage_error(run_cli_in_process("generate", "--model-dir", model_dir, "--top-p", 1.5, "the"), "--top-p")
+    assert_usage_error(run_cli_in_process("generate", "--model-dir", model_dir, "  "), "empty")
 
 
 def test_generate_echoes_the_end_of_a_long_text_only(window_rnn):
-    proc = subprocess.run([sys.executable, "-m", "lm_app", "generate", "--model-dir", str(window_rnn),
-                           "--words", "3", "--greedy", "-"], input=LONG.encode("utf-8"), capture_output=True,
-                          timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = run_cli_in_process("generate", "--model-dir", window_rnn, "--words", 3, "--greedy", "-",
+                              stdin=LONG.encode("utf-8"))
     assert proc.returncode == 0, proc.stderr
-    line = proc.stdout.decode("utf-8").strip()
+    line = proc.stdout.strip()
     assert line.startswith("... ") and "the cat sat on the " in line, line[:300]
     assert len(line) < SHOWN_CHARS + 100

@@ -2,8 +2,6 @@
 
 Resuming after kill -9 and Ctrl-C in a real process are test_resume.py's.
 """
-import contextlib
-import io
 import json
 import os
 import re
@@ -19,18 +17,9 @@ from tests.test_resume import assert_same_weights
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One epoch of a tiny model, trained by the command in this process: its output and its folder."""
-    from lm_app.cli import main
-
-    work = tmp_path_factory.mktemp("one_epoch")
-    glob, vocab = tiny_corpus(work, repeats=20)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["train", "--corpus", glob, "--vocab", str(vocab), "--model-dir", str(work / "lm"),
-                     "--epochs", "1", "--embedding", "8", "--hidden", "8", "--top-k", "4"])
-    assert code == 0
-    return {"dir": work / "lm", "stdout": out.getvalue()}
+def trained(one_epoch):
+    """One epoch of a tiny model, trained by the command: its output and its folder."""
+    return one_epoch
 
 
 def figures(accuracy):
