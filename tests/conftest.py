@@ -102,25 +102,30 @@ def tiny_corpus(work, repeats=60):
     return glob, vocab
 
 
-def train_cli(glob, vocab, model_dir, *flags):
-    """``train`` as a user runs it; fails the test with its stderr if it fails."""
-    proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", model_dir, *flags)
+def train_cli(glob, vocab, model_dir, *flags, run=None):
+    """``train`` as a user runs it (``run``: :func:`run_cli`, or :func:`run_cli_in_process`).
+
+    Fails the test with its stderr if it fails.
+    """
+    proc = (run or run_cli)("train", "--corpus", glob, "--vocab", vocab, "--model-dir", model_dir, *flags)
     assert proc.returncode == 0, proc.stderr
     return proc
 
 
 @pytest.fixture(scope="session")
 def window_rnn(tmp_path_factory):
-    """A tiny window rnn (3 epochs on the cycle corpus), trained once for the session: its folder.
+    """A tiny window rnn (3 epochs on the cycle corpus), trained once for the run: its folder.
 
     Shared by several test files to train once: tests only read it; one that
     changes a model works on a copy (``shutil.copytree``).
     """
-    work = tmp_path_factory.mktemp("window_rnn")
-    glob, vocab = tiny_corpus(work)
-    train_cli(glob, vocab, work / "lm", "--epochs", 3, "--embedding", 8, "--hidden", 16,
-              "--top-k", 5, "--seed", 3)
-    return work / "lm"
+    def build(work):
+        glob, vocab = tiny_corpus(work)
+        proc = run_cli_in_process("train", "--corpus", glob, "--vocab", vocab, "--model-dir", work / "lm",
+                                  "--epochs", 3, "--embedding", 8, "--hidden", 16, "--top-k", 5, "--seed", 3)
+        assert proc.returncode == 0, proc.stderr
+
+    return built_once(tmp_path_factory, "window_rnn", build) / "lm"
 
 
 @pytest.fixture(scope="session")

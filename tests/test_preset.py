@@ -8,7 +8,8 @@ import pytest
 
 from lm_app.cli import make_parser
 from lm_app.config import PRESETS, TrainConfig
-from tests.conftest import assert_one_line_error, main_in_process, run_cli, tiny_corpus, train_cli
+from tests.conftest import (assert_one_line_error, main_in_process, run_cli_in_process, tiny_corpus,
+                            train_cli)
 
 NOTES = {"embedding": "onehot", "arch": "rnn", "hidden": 30, "layers": 1, "optimizer": "adam",
          "learning_rate": 0.005, "batch_size": 128, "valid_fraction": 0.2, "test_fraction": 0.0,
@@ -55,7 +56,7 @@ def test_a_misspelt_onehot_or_preset_is_argparses_error(capsys):
 def test_a_tiny_preset_run_trains_exports_and_resumes(tmp_path):
     glob, vocab = tiny_corpus(tmp_path)
     model_dir = tmp_path / "notes"
-    trained = train_cli(glob, vocab, model_dir, "--preset", "notes", "--epochs", 3)
+    trained = train_cli(glob, vocab, model_dir, "--preset", "notes", "--epochs", 3, run=run_cli_in_process)
     assert "validation accuracy" in trained.stdout and "test accuracy" not in trained.stdout  # 4:1, no test part
     config = json.loads((model_dir / "config.json").read_text())
     assert {k: config[k] for k in NOTES} == NOTES and config["epochs"] == 3
@@ -79,11 +80,11 @@ def test_a_tiny_preset_run_trains_exports_and_resumes(tmp_path):
     assert converted["select_tf_ops"] is False
     np.testing.assert_allclose(tflite.run_tflite(Path(converted["path"]).read_bytes(), ids),
                                out["probabilities"].numpy(), atol=1e-5, rtol=0)
-    predicted = run_cli("predict", "--model-dir", model_dir, "the dog ran to the")
+    predicted = run_cli_in_process("predict", "--model-dir", model_dir, "the dog ran to the")
     assert predicted.returncode == 0 and predicted.stdout.startswith("Prediction: "), predicted.stderr
 
     # --resume keeps the preset's settings (typing the preset again is no change), here for one more epoch
-    resumed = run_cli("train", "--resume", "--model-dir", model_dir, "--preset", "notes", "--epochs", 4)
+    resumed = run_cli_in_process("train", "--resume", "--model-dir", model_dir, "--preset", "notes", "--epochs", 4)
     assert resumed.returncode == 0, resumed.stderr
     config = json.loads((model_dir / "config.json").read_text())
     assert {k: config[k] for k in NOTES} == NOTES and config["epochs"] == 4

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from lm_app import atomic, corpus, text
 from lm_app.config import TrainConfig
 from lm_app.errors import UsageError
-from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli, run_cli_in_process
 
 
 def vocab_of(words, meta=None):
@@ -103,7 +103,8 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path, command):
         proc = run_cli("build-dict", "--corpus", glob, "--vocab", tmp_path / "a-file" / "vocab.txt")
     else:
         assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab).returncode == 0
-        proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "a-file" / "lm")
+        proc = run_cli_in_process("train", "--corpus", glob, "--vocab", vocab, "--model-dir",
+                                  tmp_path / "a-file" / "lm")
     assert_usage_error(proc, "cannot write")
 
 
@@ -113,7 +114,7 @@ def test_directories_where_files_are_expected(tmp_path):
     with pytest.raises(UsageError, match="is a directory"):
         corpus.Vocabulary.load(tmp_path / "vocab.txt")
     (tmp_path / "model").write_text("a file")
-    assert_usage_error(run_cli("predict", "--model-dir", tmp_path / "model", "hello"), "no trained model")
+    assert_usage_error(run_cli_in_process("predict", "--model-dir", tmp_path / "model", "hello"), "no trained model")
 
 
 @pytest.mark.parametrize("damage, message", [

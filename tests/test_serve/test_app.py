@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from tests.conftest import ROOT, assert_usage_error, run_cli
+from tests.conftest import ROOT, assert_usage_error, run_cli, run_cli_in_process
 from tests.test_serve.test_requests import BAD_REQUESTS
 
 pytestmark = pytest.mark.slow
@@ -113,7 +113,7 @@ def test_row_predictions_equal_the_predict_command(server, model_dir):
     from lm_app import predict
 
     # The command for one prompt; both through the library call it makes (a process each costs seconds).
-    cli = run_cli("predict", "--model-dir", model_dir, "--json", PROMPTS[0])
+    cli = run_cli_in_process("predict", "--model-dir", model_dir, "--json", PROMPTS[0])
     assert cli.returncode == 0, cli.stderr
     results = predict.predict(predict.load(model_dir), PROMPTS[:2])
     assert json.loads(cli.stdout)["top_k"] == results[0]["top_k"]
@@ -375,10 +375,10 @@ def test_a_model_error_is_a_short_500():
 def test_predict_and_the_server_refuse_text_without_words_alike(server, model_dir):
     """One rule: no word left after normalisation is refused, whether the text was empty or not."""
     for text in ("日本語", "", "  42 !"):
-        assert_usage_error(run_cli("predict", "--model-dir", model_dir, text),
+        assert_usage_error(run_cli_in_process("predict", "--model-dir", model_dir, text),
                            "the text to predict from has no words: it is empty after normalisation")
         status, answer = server.predict({"instances": [text]})
         assert status == 400 and "no words" in answer["error"], answer
-        assert_usage_error(run_cli("generate", "--model-dir", model_dir, text),
+        assert_usage_error(run_cli_in_process("generate", "--model-dir", model_dir, text),
                            "the text to continue has no words: it is empty after normalisation")
-    assert run_cli("predict", "--model-dir", model_dir, "日本語 the").returncode == 0
+    assert run_cli_in_process("predict", "--model-dir", model_dir, "日本語 the").returncode == 0
