@@ -65,6 +65,7 @@ def test_the_exported_stream_model_reads_the_whole_prompt(stream_model):
     np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_seq2seq_saved_model_decodes_alone_as_generate_greedy_does(seq2seq_model, tmp_path):
     _, model_dir = seq2seq_model
     prompts = ["the dog ran to the", "sat on the mat and", "near the"]

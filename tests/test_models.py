@@ -117,6 +117,7 @@ def recall_task(n, rng, keys=12, fillers=10, window=10):
     return x.astype("int32"), key.astype("int32")
 
 
+@pytest.mark.slow
 def test_attention_recalls_the_first_word_of_the_window():
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)

@@ -39,10 +39,12 @@ def test_a_run_without_a_test_part_reports_validation_only():
     assert describe_metrics({"epochs": 1, "valid": figures(0.5)}).endswith("(picked the weights: 1 epoch)")
 
 
+@pytest.mark.slow
 def test_the_summary_of_a_one_epoch_run_is_grammatical(trained):
     assert "(picked the weights: 1 epoch)" in trained["stdout"] and "epochs)" not in trained["stdout"]
 
 
+@pytest.mark.slow
 def test_the_epoch_line_rounds_the_speed(trained):
     out = trained["stdout"]
     assert "seconds:" not in out and "tokens_per_second" not in out, out
@@ -50,6 +52,7 @@ def test_the_epoch_line_rounds_the_speed(trained):
     assert re.search(r"^\d+/\d+ - .* - loss: \d\.\d{4} - .* - val_loss: \d\.\d{4}", out, re.M), out
 
 
+@pytest.mark.slow
 def test_a_finished_model_folder_leaves_no_lock_file(trained, tmp_path):
     assert not list(trained["dir"].parent.glob("*.lock")) and not list(trained["dir"].glob("*lock"))
     lock = tmp_path / ".lm.lock"
@@ -93,6 +96,7 @@ def comparable(model_dir):
     return {k: v for k, v in history.items() if k not in ("seconds", "tokens_per_second")}
 
 
+@pytest.mark.slow
 def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run(tmp_path):
     """#12.11: the epoch end is one commit; an interrupt at each of its lines, then a resume."""
     from lm_app.config import TrainConfig
