@@ -76,8 +76,8 @@ def test_predict_continues_the_pattern(trained):
     proc = run_cli("predict", "--model-dir", trained["model_dir"], "The dog ran to the")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Prediction: The dog ran to the park\n")
-    proc = run_cli("predict", "--model-dir", trained["model_dir"], "--json", "--top-k", 3,
-                   "the bird sang over the")
+    proc = run_cli_in_process("predict", "--model-dir", trained["model_dir"], "--json", "--top-k", 3,
+                              "the bird sang over the")
     result = json.loads(proc.stdout)
     assert result["prediction"] == "house"
     assert [item["word"] for item in result["top_k"]][0] == "house" and len(result["top_k"]) == 3

@@ -225,12 +225,14 @@ def test_sigterm_stops_the_server_cleanly(model_dir):
 
 
 def test_startup_errors_are_one_line(model_dir, tmp_path):
-    assert_usage_error(run_cli("serve", "--model-dir", tmp_path / "none", "--port", 0),
+    # A missing or broken model in-process (no regression could make them serve); the others as
+    # processes, where a regression would serve for ever.
+    assert_usage_error(run_cli_in_process("serve", "--model-dir", tmp_path / "none", "--port", 0),
                        "no trained model")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes((model_dir / "saved_model.pb").read_bytes()[:100])
-    assert_usage_error(run_cli("serve", "--model-dir", broken, "--port", 0), "cannot load the model")
+    assert_usage_error(run_cli_in_process("serve", "--model-dir", broken, "--port", 0), "cannot load the model")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
