@@ -53,10 +53,10 @@ def run_cli_in_process(*args, cwd=None, stdin=None):
     from lm_app.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    saved_stdin = sys.stdin
+    saved_stdin, saved_cwd = sys.stdin, os.getcwd()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-                contextlib.chdir(cwd or os.getcwd()):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            os.chdir(cwd or saved_cwd)  # not contextlib.chdir: Python 3.10 has none
             if stdin is not None:
                 sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
             try:
@@ -65,6 +65,7 @@ def run_cli_in_process(*args, cwd=None, stdin=None):
                 code = e.code
     finally:
         sys.stdin = saved_stdin
+        os.chdir(saved_cwd)
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
