@@ -25,11 +25,6 @@ _delete = re.compile(DELETE_PATTERN)
 _whitespace = re.compile("[" + re.escape(ASCII_WHITESPACE) + "]+")
 
 
-def normalise(text):
-    """Normalised text: one string of tokens separated by single spaces."""
-    return " ".join(tokenize(text))
-
-
 def tokenize(text, mode="words"):
     """The tokens of ``text`` (any number of lines) under ``mode``.
 

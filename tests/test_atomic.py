@@ -7,8 +7,7 @@ import sys
 import pytest
 
 from lm_app import atomic
-from lm_app.atomic import atomic_path, recover
-from tests.conftest import tiny_corpus
+from lm_app.atomic import FolderLock, atomic_path, recover
 
 
 def write_folder(path, text):
@@ -106,39 +105,14 @@ def test_folders_are_synced_after_renames(tmp_path, monkeypatch):
     assert synced[1:] == [tmp_path.stat().st_ino]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import keras
+def test_the_lock_holds_while_an_export_replaces_the_folder(tmp_path):
+    """An export swaps the model folder for a new one: a second run must still be refused."""
+    from lm_app.errors import UsageError
 
-    from lm_app.config import TrainConfig
-    from lm_app.models import window_model
-
-    work = tmp_path_factory.mktemp("export")
-    _, vocab = tiny_corpus(work, repeats=5)
-    keras.utils.set_random_seed(1)
-    model = window_model(TrainConfig(embedding=4, hidden=4), len(vocab.read_text().splitlines()))
-    return model, vocab
-
-
-def test_export_copies_what_training_left_and_drops_the_old_tflite(tiny_model, tmp_path):
-    from lm_app.export import export
-
-    model, vocab = tiny_model
     model_dir = tmp_path / "lm"
-    (model_dir / "checkpoints").mkdir(parents=True)
-    (model_dir / "history.json").write_text("{}")
-    (model_dir / "checkpoints" / "run.json").write_text("{}")
-    (model_dir / "model.tflite").write_bytes(b"the previous model's")
-    before = {name: (model_dir / name).stat().st_ino for name in ("history.json", "checkpoints/run.json")}
-    saved = os.umask(0o022)
-    try:
-        export(model, vocab, model_dir, 5, "words", k=3)
-    finally:
-        os.umask(saved)
-    for name, inode in before.items():  # copied, not hard-linked: some file systems have no links
-        assert (model_dir / name).read_text() == "{}"
-        assert (model_dir / name).stat().st_ino != inode
-    assert not (model_dir / "model.tflite").exists()
-    assert mode(model_dir) == 0o755
-    assert mode(model_dir / "saved_model.pb") == 0o644
-    assert (model_dir / "saved_model.pb").stat().st_nlink == 1
+    with FolderLock(model_dir):
+        model_dir.rename(tmp_path / "lm.old")  # what export's swap does
+        model_dir.mkdir()
+        with pytest.raises(UsageError, match="is in use by process"):
+            with FolderLock(model_dir):
+                pass

@@ -8,7 +8,7 @@ import pytest
 
 from lm_app.cli import make_parser
 from tests.conftest import (ROOT, assert_one_line_error, assert_usage_error, cycle_corpus, main_in_process,
-                            run_cli, tiny_corpus)
+                            run_cli, run_cli_in_process, tiny_corpus)
 
 
 def test_help_lists_the_commands():
@@ -43,7 +43,7 @@ def test_build_dict_refuses_a_directory_as_vocab_path(tmp_path):
 
 def test_train_needs_a_vocabulary(tmp_path):
     cycle_corpus(tmp_path / "c")
-    proc = run_cli("train", "--corpus", tmp_path / "c" / "*.txt", "--vocab", tmp_path / "missing.txt",
+    proc = run_cli_in_process("train", "--corpus", tmp_path / "c" / "*.txt", "--vocab", tmp_path / "missing.txt",
                    "--model-dir", tmp_path / "lm")
     assert_usage_error(proc, "not found")
 
@@ -53,7 +53,7 @@ def test_train_refuses_a_vocabulary_that_does_not_match_its_settings(tmp_path):
     glob, vocab = tmp_path / "c" / "*.txt", tmp_path / "vocab.txt"
     assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab).returncode == 0
     vocab.write_text(vocab.read_text().replace("cat", "cow"))
-    proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm")
+    proc = run_cli_in_process("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm")
     assert_usage_error(proc, "does not match")
     assert not (tmp_path / "lm" / "saved_model.pb").exists()
 
@@ -62,7 +62,7 @@ def test_train_refuses_a_corpus_shorter_than_a_window(tmp_path):
     cycle_corpus(tmp_path / "c", repeats=4)
     glob, vocab = tmp_path / "c" / "*.txt", tmp_path / "vocab.txt"
     assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab, "--min-count", 0).returncode == 0
-    proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
+    proc = run_cli_in_process("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
                    "--window", 200)
     assert_usage_error(proc, "too small for windows of 200 words")
 
@@ -70,7 +70,7 @@ def test_train_refuses_a_corpus_shorter_than_a_window(tmp_path):
 def test_train_with_no_matching_files(tmp_path):
     # Reported first, whether or not a vocabulary exists (a clean clone has none).
     for vocab in (tmp_path / "missing.txt", tiny_corpus(tmp_path / "v")[1]):
-        proc = run_cli("train", "--corpus", tmp_path / "nothing" / "*.txt", "--vocab", vocab,
+        proc = run_cli_in_process("train", "--corpus", tmp_path / "nothing" / "*.txt", "--vocab", vocab,
                        "--model-dir", tmp_path / "lm")
         assert_usage_error(proc, "no files match")
 
@@ -125,7 +125,7 @@ def test_peephole_needs_an_lstm(tmp_path):
     cycle_corpus(tmp_path / "c")
     glob, vocab = tmp_path / "c" / "*.txt", tmp_path / "vocab.txt"
     assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab).returncode == 0
-    proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
+    proc = run_cli_in_process("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
                    "--arch", "gru", "--peephole")
     assert_usage_error(proc, "--peephole needs --arch lstm")
 

@@ -173,3 +173,12 @@ def test_each_settings_rule_is_worded_in_config_only():
                  if path.name != "config.py"
                  for m in re.finditer(r"(--[a-z-]+) (must|needs)\b", path.read_text()) if m[1] in flags]
     assert elsewhere == []
+
+
+def test_tied_needs_equal_embedding_and_hidden(tmp_path):
+    from tests.conftest import assert_usage_error, run_cli_in_process, tiny_corpus
+
+    glob, vocab = tiny_corpus(tmp_path)
+    proc = run_cli_in_process("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
+                   "--objective", "stream", "--tied", "--embedding", 16, "--hidden", 32)
+    assert_usage_error(proc, "--tied needs --embedding equal to --hidden")

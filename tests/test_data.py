@@ -166,13 +166,13 @@ def test_the_test_figures_come_from_the_test_part_only(tmp_path):
 def test_a_test_corpus_is_scored_apart_and_every_figure_is_labelled(tmp_path):
     import json
 
-    from tests.conftest import tiny_corpus, train_cli
+    from tests.conftest import run_cli_in_process, tiny_corpus, train_cli
 
     glob, vocab = tiny_corpus(tmp_path, repeats=20)
     (tmp_path / "test.txt").write_text((" ".join(CYCLE[::-1]) + "\n") * 10, encoding="utf-8")
     proc = train_cli(glob, vocab, tmp_path / "lm", "--test-corpus", tmp_path / "test.txt",
                      "--embedding", 16, "--hidden", 48, "--batch-size", 32, "--learning-rate", 0.01,
-                     "--epochs", 6, "--seed", 7)
+                     "--epochs", 6, "--seed", 7, run=run_cli_in_process)
     metrics = json.loads((tmp_path / "lm" / "metrics.json").read_text())
     assert set(metrics) == {"epochs", "valid", "test"}
     assert set(metrics["test"]) == set(metrics["valid"]) == {"loss", "perplexity", "accuracy", "top5"}
@@ -186,7 +186,7 @@ def test_a_test_corpus_is_scored_apart_and_every_figure_is_labelled(tmp_path):
 def test_train_and_evaluate_read_a_latin1_corpus_as_build_dict_did(tmp_path):
     import json
 
-    from tests.conftest import run_cli, train_cli
+    from tests.conftest import run_cli, run_cli_in_process, train_cli
 
     body = "le café crème est très bon\nun café noir et une crème brûlée\n" * 40
     (tmp_path / "c.txt").write_bytes(body.encode("latin-1"))
@@ -195,15 +195,43 @@ def test_train_and_evaluate_read_a_latin1_corpus_as_build_dict_did(tmp_path):
                     "--encoding", "latin-1", "--min-count", 0)
     assert built.returncode == 0, built.stderr
     train_cli(tmp_path / "c.txt", vocab, tmp_path / "lm", "--embedding", 8, "--hidden", 8, "--epochs", 1,
-              "--batch-size", 16)
-    report = run_cli("evaluate", "--model-dir", tmp_path / "lm", "--corpus", tmp_path / "c.txt",
+              "--batch-size", 16, run=run_cli_in_process)
+    report = run_cli_in_process("evaluate", "--model-dir", tmp_path / "lm", "--corpus", tmp_path / "c.txt",
                      "--pretokenized", "--json")
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["unk_share"] == 0
 
 
 def test_held_out_shares_that_leave_less_than_half_to_train_are_one_line_errors(tmp_path):
-    from tests.conftest import assert_usage_error, run_cli
+    from tests.conftest import assert_usage_error, run_cli_in_process
 
-    assert_usage_error(run_cli("train", "--model-dir", tmp_path / "lm", "--valid-fraction", 0.3,
+    assert_usage_error(run_cli_in_process("train", "--model-dir", tmp_path / "lm", "--valid-fraction", 0.3,
                                "--test-fraction", 0.3), "at most 0.5 together")
+
+
+def test_rows_and_chunks_are_exactly_the_pytorch_recipe():
+    ids = np.arange(23, dtype=np.int32)
+    rows = data.batchify(ids, 4)  # 23 // 4 = 5 tokens a row, the last 3 dropped
+    np.testing.assert_array_equal(rows, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9],
+                                         [10, 11, 12, 13, 14], [15, 16, 17, 18, 19]])
+    chunks = [(x.numpy(), y.numpy()) for x, y in data.stream_chunks(rows, 3)]
+    assert len(chunks) == data.count_chunks(rows, 3) == 2
+    np.testing.assert_array_equal(chunks[0][0], rows[:, 0:3])
+    np.testing.assert_array_equal(chunks[0][1], rows[:, 1:4])
+    np.testing.assert_array_equal(chunks[1][0], rows[:, 3:4])  # the last chunk is shorter
+    np.testing.assert_array_equal(chunks[1][1], rows[:, 4:5])
+
+
+def test_stream_split_holds_out_contiguous_blocks():
+    ids = np.arange(1000)
+    train_ids, valid_ids, test_ids = data.split_stream(ids, 0.2, 0.0, cycles=10)
+    assert len(valid_ids) == 200 and len(train_ids) == 800 and len(test_ids) == 0
+    assert not set(train_ids) & set(valid_ids)
+    assert np.all(np.diff(valid_ids[:20]) == 1)  # blocks of 20 consecutive tokens
+
+
+def test_token_ids_end_lines_with_eos_in_pretokenized_mode(tmp_path):
+    (tmp_path / "a.txt").write_text("x y\nz\n", encoding="utf-8")
+    vocab = corpus.build_vocabulary(str(tmp_path / "a.txt"), min_count=0, mode="pretokenized")
+    ids = data.token_ids([str(tmp_path / "a.txt")], vocab)
+    assert [vocab.tokens[i] for i in ids] == ["x", "y", "<eos>", "z", "<eos>"]

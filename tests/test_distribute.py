@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from lm_app.distribute import Pace, worker_folder, worker_index
-from tests.conftest import ROOT, assert_usage_error, run_cli, tiny_corpus, train_cli
+from tests.conftest import ROOT, assert_usage_error, run_cli_in_process, tiny_corpus, train_cli
 
 FLAGS = ["--embedding", 8, "--hidden", 16, "--batch-size", 16, "--epochs", 2, "--seed", 5,
          "--save-every", 10, "--dropout", 0.1]
@@ -55,7 +55,7 @@ def test_two_workers_train_in_step_and_the_chief_exports(tmp_path):
     for name in chief:
         np.testing.assert_allclose(chief[name], other[name], rtol=1e-6, atol=1e-7, err_msg=name)
     assert not (tmp_path / "lm.worker-1" / "saved_model.pb").exists()
-    predicted = run_cli("predict", "--model-dir", model_dir, "--json", "the dog ran to the")
+    predicted = run_cli_in_process("predict", "--model-dir", model_dir, "--json", "the dog ran to the")
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["prediction"]
 
@@ -70,7 +70,7 @@ def test_mirrored_strategy_trains_on_the_local_devices(tmp_path):
 @pytest.mark.slow
 def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert_usage_error(run_cli("train", "--strategy", "multi-worker", "--model-dir", tmp_path / "lm"),
+    assert_usage_error(run_cli_in_process("train", "--strategy", "multi-worker", "--model-dir", tmp_path / "lm"),
                        "needs the TF_CONFIG")
 
 

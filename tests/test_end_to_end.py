@@ -1,4 +1,8 @@
-"""The whole path as a user runs it: build-dict -> train -> SavedModel -> predict, in real processes."""
+"""The whole path as a user runs it: build-dict -> train -> SavedModel -> predict, in real processes.
+
+The model is built and trained, and first predicted from, by real processes; the other predict
+checks call the same command line in-process (run_cli_in_process), as a process adds nothing to them.
+"""
 import json
 import subprocess
 import sys
@@ -6,7 +10,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import assert_usage_error, cycle_corpus, run_cli, run_cli_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +76,8 @@ def test_predict_continues_the_pattern(trained):
     proc = run_cli("predict", "--model-dir", trained["model_dir"], "The dog ran to the")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Prediction: The dog ran to the park\n")
-    proc = run_cli("predict", "--model-dir", trained["model_dir"], "--json", "--top-k", 3,
-                   "the bird sang over the")
+    proc = run_cli_in_process("predict", "--model-dir", trained["model_dir"], "--json", "--top-k", 3,
+                              "the bird sang over the")
     result = json.loads(proc.stdout)
     assert result["prediction"] == "house"
     assert [item["word"] for item in result["top_k"]][0] == "house" and len(result["top_k"]) == 3
@@ -82,7 +86,7 @@ def test_predict_continues_the_pattern(trained):
 
 
 def test_short_and_unknown_text_is_padded_not_refused(trained):
-    proc = run_cli("predict", "--model-dir", trained["model_dir"], "--json", "Zebra!  on THE")
+    proc = run_cli_in_process("predict", "--model-dir", trained["model_dir"], "--json", "Zebra!  on THE")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["context"] == ["<unk>", "on", "the"]
@@ -95,7 +99,8 @@ def test_saved_model_stands_alone_in_a_tensorflow_only_process(trained):
     from lm_app import predict
 
     # The command for one prompt; the others through the library call it makes (a process each costs seconds).
-    cli = json.loads(run_cli("predict", "--model-dir", trained["model_dir"], "--json", prompts[0]).stdout)
+    cli = json.loads(run_cli_in_process("predict", "--model-dir", trained["model_dir"], "--json",
+                                        prompts[0]).stdout)
     expected = [r["prediction"] for r in predict.predict(predict.load(trained["model_dir"]), prompts)]
     assert cli["prediction"] == expected[0]
     script = textwrap.dedent(f"""
@@ -124,14 +129,15 @@ def test_saved_model_cli_reads_the_signature(trained):
 
 
 def test_predict_errors_are_one_line(trained, tmp_path):
-    assert_usage_error(run_cli("predict", "--model-dir", tmp_path / "none", "hello"), "no trained model")
-    assert_usage_error(run_cli("predict", "--model-dir", trained["model_dir"], "   "), "empty")
-    assert_usage_error(run_cli("predict", "--model-dir", trained["model_dir"], "--top-k", 9, "the"),
+    assert_usage_error(run_cli_in_process("predict", "--model-dir", tmp_path / "none", "hello"),
+                       "no trained model")
+    assert_usage_error(run_cli_in_process("predict", "--model-dir", trained["model_dir"], "   "), "empty")
+    assert_usage_error(run_cli_in_process("predict", "--model-dir", trained["model_dir"], "--top-k", 9, "the"),
                        "--top-k is at most 5")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes((trained["model_dir"] / "saved_model.pb").read_bytes()[:100])
-    assert_usage_error(run_cli("predict", "--model-dir", broken, "hello"), "cannot load the model")
+    assert_usage_error(run_cli_in_process("predict", "--model-dir", broken, "hello"), "cannot load the model")
 
 
 @pytest.mark.parametrize("prompt, context", [
@@ -141,7 +147,7 @@ def test_predict_errors_are_one_line(trained, tmp_path):
     ("on the \udcff", ["on", "the"]),  # a byte that is not UTF-8, as argv delivers it
 ])
 def test_hostile_text_is_harmless(trained, prompt, context):
-    proc = run_cli("predict", "--model-dir", trained["model_dir"], "--json", prompt)
+    proc = run_cli_in_process("predict", "--model-dir", trained["model_dir"], "--json", prompt)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["context"] == context
@@ -151,12 +157,10 @@ def test_hostile_text_is_harmless(trained, prompt, context):
 def test_a_megabyte_of_text_uses_only_its_last_words(trained):
     body = ("🎉 zebra-crossing émigré " * 40_000)[:1_000_000] + "\nthe cat sat on the"
     assert len(body.encode("utf-8")) > 1_000_000
-    env_proc = subprocess.run([sys.executable, "-m", "lm_app", "predict", "--json",
-                               "--model-dir", str(trained["model_dir"]), "-"],
-                              input=body.encode("utf-8"), capture_output=True, timeout=300,
-                              env=dict(__import__("os").environ, PYTHONPATH=str(ROOT)))
-    assert env_proc.returncode == 0, env_proc.stderr
-    result = json.loads(env_proc.stdout)
+    proc = run_cli_in_process("predict", "--json", "--model-dir", trained["model_dir"], "-",
+                              stdin=body.encode("utf-8"))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
     assert result["context"] == ["the", "cat", "sat", "on", "the"]
     assert result["prediction"] == "mat"
 
@@ -167,12 +171,12 @@ def test_a_megabyte_of_text_uses_only_its_last_words(trained):
 ])
 def test_lstm_and_gru_stacks_learn_the_pattern(trained, tmp_path, arch_flags):
     model_dir = tmp_path / "lm"
-    proc = run_cli("train", "--corpus", trained["glob"], "--vocab", trained["vocab"], "--model-dir",
-                   model_dir, *TRAIN_FLAGS, *arch_flags, "--epochs", 6, "--learning-rate", 0.02)
+    proc = run_cli_in_process("train", "--corpus", trained["glob"], "--vocab", trained["vocab"], "--model-dir",
+                              model_dir, *TRAIN_FLAGS, *arch_flags, "--epochs", 6, "--learning-rate", 0.02)
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((model_dir / "metrics.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.95, metrics
     assert config["arch"] == arch_flags[1] and config["layers"] == 2
-    assert json.loads(run_cli("predict", "--model-dir", model_dir, "--json", "the dog ran to the")
+    assert json.loads(run_cli_in_process("predict", "--model-dir", model_dir, "--json", "the dog ran to the")
                       .stdout)["prediction"] == "park"

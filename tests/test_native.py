@@ -1,8 +1,12 @@
 """The native kernels: equal to the XLA loops they replace, and built (or not) as a user's machine would."""
+import json
 import os
+import queue
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +122,7 @@ def python(code, env):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_concurrent_first_runs_build_once_and_later_runs_reuse_the_build(tmp_path, kernels):
+def test_concurrent_first_runs_build_once_and_later_runs_reuse_the_build(tmp_path, kernels, forks):
     env = dict(os.environ, LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
     code = "from lm_app import native; print(native.ops() is not None)"
     first = [python(code, env) for _ in range(2)]
@@ -128,18 +132,18 @@ def test_concurrent_first_runs_build_once_and_later_runs_reuse_the_build(tmp_pat
     builds = list(tmp_path.glob("*.so"))
     assert len(builds) == 1 and not [p for p in tmp_path.iterdir() if p.is_dir()]  # no temp left
     built_at = builds[0].stat().st_mtime_ns
-    out, err = python(code, env).communicate()
+    _, out, err = forks(code, env)
     assert out == "True\n" and "compiling" not in err
     assert builds[0].stat().st_mtime_ns == built_at
 
 
-def test_a_failed_build_falls_back_with_one_line_and_leaves_no_file(tmp_path):
+def test_a_failed_build_falls_back_with_one_line_and_leaves_no_file(tmp_path, forks):
     broken = tmp_path / "c++"
     broken.write_text("#!/bin/sh\necho 'fatal error: this compiler is broken'\nexit 1\n")
     broken.chmod(0o755)
     cache = tmp_path / "cache"
     env = dict(os.environ, CXX=str(broken), LM_APP_NATIVE_CACHE=str(cache), PYTHONPATH=str(ROOT))
-    out, err = python("from lm_app import native; print(native.ops())", env).communicate()
+    _, out, err = forks("from lm_app import native; print(native.ops())", env)
     assert out == "None\n"
     lines = [line for line in err.splitlines() if line.startswith("lm_app:")]
     assert lines[-1] == ("lm_app: native kernels unavailable (RuntimeError: fatal error: this compiler is "
@@ -164,9 +168,9 @@ def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels
     assert len(list(tmp_path.glob("*.so"))) == 1  # built here, for that CPU
 
 
-def test_lm_app_native_0_turns_the_kernels_off(tmp_path):
+def test_lm_app_native_0_turns_the_kernels_off(tmp_path, forks):
     env = dict(os.environ, LM_APP_NATIVE="0", LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
-    out, err = python("from lm_app import native; print(native.ops())", env).communicate()
+    _, out, err = forks("from lm_app import native; print(native.ops())", env)
     assert out == "None\n" and "lm_app:" not in err and not list(tmp_path.iterdir())
 
 
@@ -185,17 +189,71 @@ def fake_compiler(folder, library, noise=0):
     return script
 
 
-def load_in_a_process(cxx, cache, setup=""):
-    """``(ops loaded?, stderr)`` of a fresh process that builds (if need be) and loads into ``cache``."""
-    env = dict(os.environ, CXX=str(cxx), LM_APP_NATIVE_CACHE=str(cache), PYTHONPATH=str(ROOT))
-    proc = python(f"from lm_app import native; {setup}print(native.ops() is not None)", env)
-    try:
-        out, err = proc.communicate(timeout=300)  # a guard against the deadlock, not a speed limit
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("the build hung")
-    assert proc.returncode == 0, err
-    return out == "True\n", err
+# Each load needs a process that has not loaded the library yet, but not a TensorFlow import of its
+# own (seconds): a process that imported TensorFlow once forks a child for each, which imports lm_app.
+FORK_SERVER = """
+import json, os, sys, traceback
+import tensorflow  # before any fork: each child starts with it imported
+for line in sys.stdin:
+    request = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        os.environ.clear()
+        os.environ.update(request["env"])
+        for fd, path in ((1, request["out"]), (2, request["err"])):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
+        code = 0
+        try:
+            exec(compile(request["code"], "<child>", "exec"), {"__name__": "__main__"})
+        except SystemExit as e:
+            code = e.code or 0
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def forks(tmp_path_factory):
+    """Run Python code in a fresh process forked from one that imported TensorFlow: ``(exit code, stdout, stderr)``."""
+    server = subprocess.Popen([sys.executable, "-c", FORK_SERVER], cwd=ROOT, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    answers = queue.Queue()
+    threading.Thread(target=lambda: [answers.put(line) for line in server.stdout], daemon=True).start()
+    folder = tmp_path_factory.mktemp("forks")
+
+    def run(code, env):
+        out, err = folder / "out", folder / "err"
+        server.stdin.write(json.dumps({"code": code, "env": env, "out": str(out), "err": str(err)}) + "\n")
+        server.stdin.flush()
+        pid = int(answers.get(timeout=60))
+        try:
+            code = int(answers.get(timeout=300))  # a guard against the deadlock, not a speed limit
+        except queue.Empty:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the build hung")
+        return code, out.read_text(), err.read_text()
+
+    yield run
+    server.stdin.close()
+    server.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def load_in_a_process(forks):
+    def load(cxx, cache, setup=""):
+        """``(ops loaded?, stderr)`` of a fresh process that builds (if need be) and loads into ``cache``."""
+        env = dict(os.environ, CXX=str(cxx), LM_APP_NATIVE_CACHE=str(cache), PYTHONPATH=str(ROOT))
+        code, out, err = forks(f"from lm_app import native; {setup}print(native.ops() is not None)", env)
+        assert code == 0, err
+        return out == "True\n", err
+
+    return load
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +263,7 @@ def real_library(kernels):
 
 
 @pytest.fixture(scope="module")
-def built(real_library, tmp_path_factory):
+def built(real_library, tmp_path_factory, load_in_a_process):
     """A cache that the copying compiler filled: ``(compiler, cache folder, library path)``."""
     work = tmp_path_factory.mktemp("built")
     cxx, cache = fake_compiler(work, real_library), work / "cache"
@@ -221,14 +279,14 @@ def copy_of(built, tmp_path):
     return cxx, tmp_path / "cache", tmp_path / "cache" / library.name
 
 
-def test_compiler_output_beyond_a_pipe_buffer_does_not_hang_the_build(tmp_path, real_library):
+def test_compiler_output_beyond_a_pipe_buffer_does_not_hang_the_build(tmp_path, real_library, load_in_a_process):
     cxx = fake_compiler(tmp_path, real_library, noise=200_000)  # a pipe holds 64 KB
     loaded, err = load_in_a_process(cxx, tmp_path / "cache")
     assert loaded and "compiling" in err
     assert "unused variable" not in err  # the compiler's chatter went to files, which are gone with the build
 
 
-def test_a_failed_build_of_a_noisy_compiler_reports_its_error_line(tmp_path):
+def test_a_failed_build_of_a_noisy_compiler_reports_its_error_line(tmp_path, load_in_a_process):
     cxx = fake_compiler(tmp_path, None, noise=200_000)
     loaded, err = load_in_a_process(cxx, tmp_path / "cache")
     assert not loaded
@@ -236,7 +294,7 @@ def test_a_failed_build_of_a_noisy_compiler_reports_its_error_line(tmp_path):
                                     "is broken); training uses the slower XLA loops")
 
 
-def test_a_build_that_never_ends_is_stopped(tmp_path):
+def test_a_build_that_never_ends_is_stopped(tmp_path, load_in_a_process):
     cxx = tmp_path / "stuck-c++"
     cxx.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "stuck 1.0"; exit 0; }\nsleep 100000\n')
     cxx.chmod(0o755)
@@ -274,7 +332,7 @@ def owned_by_nobody(path):
 
 
 @pytest.mark.parametrize("damage", [truncate, flip_a_byte, group_writable, forget_the_checksum, owned_by_nobody])
-def test_a_damaged_or_unsafe_library_gets_a_new_build(built, tmp_path, damage):
+def test_a_damaged_or_unsafe_library_gets_a_new_build(built, tmp_path, damage, load_in_a_process):
     cxx, cache, library = copy_of(built, tmp_path)
     good = library.read_bytes()
     damage(library)
@@ -287,7 +345,7 @@ def test_a_damaged_or_unsafe_library_gets_a_new_build(built, tmp_path, damage):
     assert loaded and "compiling" not in err
 
 
-def test_the_cache_folder_is_made_private_and_its_build_reused(built, tmp_path):
+def test_the_cache_folder_is_made_private_and_its_build_reused(built, tmp_path, load_in_a_process):
     cxx, cache, library = copy_of(built, tmp_path)
     cache.chmod(0o777)
     loaded, err = load_in_a_process(cxx, cache)
@@ -295,7 +353,7 @@ def test_the_cache_folder_is_made_private_and_its_build_reused(built, tmp_path):
     assert cache.stat().st_mode & 0o777 == 0o700
 
 
-def test_no_build_is_loaded_from_a_cache_folder_of_another_user(built, tmp_path):
+def test_no_build_is_loaded_from_a_cache_folder_of_another_user(built, tmp_path, load_in_a_process):
     if os.geteuid() != 0:
         pytest.skip("only root can give a folder away")
     cxx, cache, library = copy_of(built, tmp_path)
@@ -305,7 +363,7 @@ def test_no_build_is_loaded_from_a_cache_folder_of_another_user(built, tmp_path)
     assert err.splitlines()[-1].startswith(f"lm_app: native kernels unavailable (RuntimeError: {cache} belongs to another user")
 
 
-def test_the_build_lock_does_not_follow_a_symlink(built, tmp_path):
+def test_the_build_lock_does_not_follow_a_symlink(built, tmp_path, load_in_a_process):
     cxx, cache, library = copy_of(built, tmp_path)
     library.unlink()
     victim = tmp_path / "victim.txt"

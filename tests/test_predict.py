@@ -1,15 +1,15 @@
-"""#12.19: output a person can read: train's epoch lines and summary, predict's echo of its input."""
-import json
-import os
-import re
-import subprocess
-import sys
+"""``predict`` (lm_app/predict.py): its echo of its input (#12.19), its JSON, its top-k, attention and seq2seq output.
 
+The command runs in-process (run_cli_in_process): the same command lines, exit codes and output
+as a process, without a TensorFlow import each.
+"""
+import json
+
+import numpy as np
 import pytest
 
-from lm_app.atomic import FolderLock
 from lm_app.predict import SHOWN_CHARS, shown
-from tests.conftest import ROOT, run_cli, tiny_corpus, train_cli
+from tests.conftest import ROOT, assert_usage_error, run_cli_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -17,54 +17,15 @@ LONG = ("zebra-crossing émigré " * 50_000) + "\nthe cat   sat on\nthe"  # 1.1 
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One epoch of a tiny model: its train output and its folder."""
-    work = tmp_path_factory.mktemp("predict")
-    glob, vocab = tiny_corpus(work, repeats=20)
-    proc = train_cli(glob, vocab, work / "lm", "--epochs", 1, "--embedding", 8, "--hidden", 8,
-                     "--top-k", 4)
-    return {"dir": work / "lm", "stdout": proc.stdout}
+def trained(one_epoch):
+    """One epoch of a tiny model that exports its top 4 words: its folder."""
+    return one_epoch
 
 
 def predict_stdin(model_dir, text, *flags):
-    proc = subprocess.run([sys.executable, "-m", "lm_app", "predict", "--model-dir", str(model_dir),
-                           *flags, "-"], input=text.encode("utf-8"), capture_output=True, timeout=300,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = run_cli_in_process("predict", "--model-dir", model_dir, *flags, "-", stdin=text.encode("utf-8"))
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.decode("utf-8")
-
-
-def test_the_summary_of_a_one_epoch_run_is_grammatical(trained):
-    assert "(picked the weights: 1 epoch)" in trained["stdout"] and "epochs)" not in trained["stdout"]
-
-
-def test_the_epoch_line_rounds_the_speed(trained):
-    out = trained["stdout"]
-    assert "seconds:" not in out and "tokens_per_second" not in out, out
-    assert re.search(r"^training: \d+\.\d s, [\d,]+ tokens/s$", out, re.M), out
-    assert re.search(r"^\d+/\d+ - .* - loss: \d\.\d{4} - .* - val_loss: \d\.\d{4}", out, re.M), out
-
-
-def test_a_finished_model_folder_leaves_no_lock_file(trained, tmp_path):
-    assert not list(trained["dir"].parent.glob("*.lock")) and not list(trained["dir"].glob("*lock"))
-    lock = tmp_path / ".lm.lock"
-    for _ in range(2):  # released and removed, then taken again
-        with FolderLock(tmp_path / "lm"):
-            assert lock.read_text() == f"process {os.getpid()}\n"
-        assert not lock.exists()
-
-
-def test_the_lock_holds_while_an_export_replaces_the_folder(tmp_path):
-    """An export swaps the model folder for a new one: a second run must still be refused."""
-    from lm_app.errors import UsageError
-
-    model_dir = tmp_path / "lm"
-    with FolderLock(model_dir):
-        model_dir.rename(tmp_path / "lm.old")  # what export's swap does
-        model_dir.mkdir()
-        with pytest.raises(UsageError, match="is in use by process"):
-            with FolderLock(model_dir):
-                pass
+    return proc.stdout
 
 
 @pytest.mark.parametrize("text, echo", [
@@ -90,7 +51,7 @@ def test_a_long_text_is_echoed_by_its_end_only(trained):
 def test_json_output_has_the_shape_the_readme_shows(trained):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     documented = json.loads(readme[readme.index("**predict**"):].split("```json\n", 1)[1].split("```")[0])
-    proc = run_cli("predict", "--model-dir", trained["dir"], "--json", "--top-k", 2, "on the")
+    proc = run_cli_in_process("predict", "--model-dir", trained["dir"], "--json", "--top-k", 2, "on the")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert list(result) == list(documented) == ["input", "context", "prediction", "top_k"]
@@ -101,9 +62,9 @@ def test_json_output_has_the_shape_the_readme_shows(trained):
 
 
 def test_top_k_says_its_maximum(trained):
-    help_text = " ".join(run_cli("predict", "--help").stdout.split())
+    help_text = " ".join(run_cli_in_process("predict", "--help").stdout.split())
     assert "at most the model's exported top-k (train --top-k)" in help_text
-    proc = run_cli("predict", "--model-dir", trained["dir"], "--top-k", 5, "the")
+    proc = run_cli_in_process("predict", "--model-dir", trained["dir"], "--top-k", 5, "the")
     assert proc.returncode == 2 and "--top-k is at most 4 for this model" in proc.stderr
 
 
@@ -113,11 +74,42 @@ def test_the_default_top_k_fits_a_model_that_exports_fewer(trained):
     assert len(result["top_k"]) == 4
 
 
-def test_generate_echoes_the_end_of_a_long_text_only(trained):
-    proc = subprocess.run([sys.executable, "-m", "lm_app", "generate", "--model-dir", str(trained["dir"]),
-                           "--words", "3", "--greedy", "-"], input=LONG.encode("utf-8"), capture_output=True,
-                          timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+def test_the_attention_lm_learns_and_shows_its_weights(attention_model, tmp_path):
+    metrics, model_dir = attention_model
+    assert metrics["test"]["accuracy"] >= 0.95
+    png = tmp_path / "attention.png"
+    proc = run_cli_in_process("predict", "--model-dir", model_dir, "--json", "--show-attention",
+                   "--attention-png", png, "the bird sang over the")
     assert proc.returncode == 0, proc.stderr
-    line = proc.stdout.decode("utf-8").strip()
-    assert line.startswith("... ") and "the cat sat on the " in line, line[:300]
-    assert len(line) < SHOWN_CHARS + 100
+    result = json.loads(proc.stdout)
+    assert result["prediction"] == "house"
+    weights = np.array(result["attention"])
+    assert weights.shape == (5,) and weights.sum() == pytest.approx(1, abs=1e-5)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    short = json.loads(run_cli_in_process("predict", "--model-dir", model_dir, "--json", "--show-attention",
+                               "--attention-png", png, "on the").stdout)
+    assert len(short["attention"]) == 2 and sum(short["attention"]) == pytest.approx(1, abs=1e-5)
+    table = run_cli_in_process("predict", "--model-dir", model_dir, "--show-attention", "--attention-png", png,
+                    "the bird sang over the").stdout
+    assert "Attention over the context" in table and "sang" in table
+
+
+def test_the_seq2seq_model_writes_the_next_words(seq2seq_model, tmp_path):
+    metrics, model_dir = seq2seq_model
+    assert metrics["test"]["accuracy"] >= 0.95  # per word, over the three written words
+    proc = run_cli_in_process("predict", "--model-dir", model_dir, "--json", "--show-attention",
+                   "--attention-png", tmp_path / "a.png", "the dog ran to the")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["continuation"] == "park while the"
+    assert result["prediction"] == "park"
+    assert np.array(result["attention"]).shape == (3, 5)
+    assert np.allclose(np.sum(result["attention"], axis=1), 1, atol=1e-5)
+    assert "Continuation: the dog ran to the park while the" in run_cli_in_process(
+        "predict", "--model-dir", model_dir, "the dog ran to the").stdout
+
+
+def test_show_attention_needs_an_attention_model(window_rnn):
+    model_dir = window_rnn
+    assert_usage_error(run_cli_in_process("predict", "--model-dir", model_dir, "--show-attention", "the"),
+                       "has no attention")

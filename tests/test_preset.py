@@ -8,7 +8,8 @@ import pytest
 
 from lm_app.cli import make_parser
 from lm_app.config import PRESETS, TrainConfig
-from tests.conftest import assert_one_line_error, main_in_process, run_cli, tiny_corpus, train_cli
+from tests.conftest import (assert_one_line_error, main_in_process, run_cli_in_process, tiny_corpus,
+                            train_cli)
 
 NOTES = {"embedding": "onehot", "arch": "rnn", "hidden": 30, "layers": 1, "optimizer": "adam",
          "learning_rate": 0.005, "batch_size": 128, "valid_fraction": 0.2, "test_fraction": 0.0,
@@ -51,32 +52,11 @@ def test_a_misspelt_onehot_or_preset_is_argparses_error(capsys):
         assert code == 2 and "argument --" in err and "Traceback" not in err
 
 
-def test_onehot_input_is_one_hot_vectors_times_the_input_weights():
-    """The lookup model equals the notes' maths on materialised one-hot vectors, with their weights only."""
-    from lm_app.models import build_model
-
-    vocab, hidden = 11, 7
-    model = build_model(vocab, "rnn", "onehot", hidden, seed=3)
-    # W (vocab x hidden), U, b, then the softmax layer: nothing more is learned
-    assert model.count_params() - sum(w.numpy().size for w in model.non_trainable_weights) == \
-        vocab * hidden + hidden * hidden + hidden + hidden * vocab + vocab
-    ids = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 5, 3]], np.int32)
-    W = model.get_layer("embedding").embeddings.numpy()
-    cell = model.get_layer("rnn_1").cell
-    U, b = cell.recurrent_kernel.numpy(), cell.bias.numpy()
-    head = model.get_layer("logits")
-    h = np.zeros((2, hidden), np.float32)
-    for t in range(ids.shape[1]):
-        h = np.tanh(np.eye(vocab, dtype=np.float32)[ids[:, t]] @ W + h @ U + b)
-    want = h @ head.kernel.numpy() + head.bias.numpy()
-    np.testing.assert_allclose(model(ids).numpy(), want, atol=1e-5, rtol=0)
-
-
 @pytest.mark.slow
 def test_a_tiny_preset_run_trains_exports_and_resumes(tmp_path):
     glob, vocab = tiny_corpus(tmp_path)
     model_dir = tmp_path / "notes"
-    trained = train_cli(glob, vocab, model_dir, "--preset", "notes", "--epochs", 3)
+    trained = train_cli(glob, vocab, model_dir, "--preset", "notes", "--epochs", 3, run=run_cli_in_process)
     assert "validation accuracy" in trained.stdout and "test accuracy" not in trained.stdout  # 4:1, no test part
     config = json.loads((model_dir / "config.json").read_text())
     assert {k: config[k] for k in NOTES} == NOTES and config["epochs"] == 3
@@ -100,11 +80,11 @@ def test_a_tiny_preset_run_trains_exports_and_resumes(tmp_path):
     assert converted["select_tf_ops"] is False
     np.testing.assert_allclose(tflite.run_tflite(Path(converted["path"]).read_bytes(), ids),
                                out["probabilities"].numpy(), atol=1e-5, rtol=0)
-    predicted = run_cli("predict", "--model-dir", model_dir, "the dog ran to the")
+    predicted = run_cli_in_process("predict", "--model-dir", model_dir, "the dog ran to the")
     assert predicted.returncode == 0 and predicted.stdout.startswith("Prediction: "), predicted.stderr
 
     # --resume keeps the preset's settings (typing the preset again is no change), here for one more epoch
-    resumed = run_cli("train", "--resume", "--model-dir", model_dir, "--preset", "notes", "--epochs", 4)
+    resumed = run_cli_in_process("train", "--resume", "--model-dir", model_dir, "--preset", "notes", "--epochs", 4)
     assert resumed.returncode == 0, resumed.stderr
     config = json.loads((model_dir / "config.json").read_text())
     assert {k: config[k] for k in NOTES} == NOTES and config["epochs"] == 4

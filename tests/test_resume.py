@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from lm_app.atomic import FolderLock
-from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli, tiny_corpus
+from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli, run_cli_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def kill_after_first_save(model_dir, args):
 def straight(corpus):
     """A run that was never interrupted; tests copy it, never change it."""
     work, args = corpus
-    done = run_cli("train", "--model-dir", work / "straight", *args)
+    done = run_cli_in_process("train", "--model-dir", work / "straight", *args)
     assert done.returncode == 0, done.stderr
     return work / "straight"
 
@@ -102,7 +102,7 @@ def test_kill_9_then_resume_in_a_moved_folder_gives_the_uninterrupted_run(corpus
     killed.rename(moved)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    resumed = run_cli("train", "--resume", "--model-dir", moved, cwd=elsewhere)  # no other flag
+    resumed = run_cli_in_process("train", "--resume", "--model-dir", moved, cwd=elsewhere)  # no other flag
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at epoch 1, step" in resumed.stdout
     assert "Epoch 2/2" in resumed.stdout and "Epoch 3/" not in resumed.stdout
@@ -119,30 +119,30 @@ def test_checkpoint_variables_are_stored_by_name(straight):
 
 def test_resume_with_nothing_to_resume_is_an_error(corpus, tmp_path):
     work, args = corpus
-    assert_usage_error(run_cli("train", "--model-dir", tmp_path / "empty", "--resume", *args),
+    assert_usage_error(run_cli_in_process("train", "--model-dir", tmp_path / "empty", "--resume", *args),
                        "nothing to resume")
     assert not (tmp_path / "empty" / "checkpoints").exists()
 
 
 def test_resume_and_fresh_together_are_refused(corpus, unfinished):
     work, args = corpus
-    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", "--fresh", *args),
+    assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, "--resume", "--fresh", *args),
                        "--fresh")
-    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--force", "--fresh", *args),
+    assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, "--force", "--fresh", *args),
                        "--force only acts with --resume")
 
 
 def test_a_typed_flag_that_changes_the_run_is_refused(corpus, unfinished):
     work, args = corpus
     before = tf.train.latest_checkpoint(str(unfinished / "checkpoints"))
-    assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", "--hidden", 32),
+    assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, "--resume", "--hidden", 32),
                        "--hidden 32 differs from the run")
     assert tf.train.latest_checkpoint(str(unfinished / "checkpoints")) == before
 
 
 def test_resume_may_extend_epochs_and_says_so(straight, tmp_path):
     model_dir = copy_of(straight, tmp_path)
-    resumed = run_cli("train", "--resume", "--model-dir", model_dir, "--epochs", 3)
+    resumed = run_cli_in_process("train", "--resume", "--model-dir", model_dir, "--epochs", 3)
     assert resumed.returncode == 0, resumed.stderr
     assert "trains to 3" in resumed.stdout
     assert len(json.loads((model_dir / "history.json").read_text())["loss"]) == 3
@@ -155,7 +155,7 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(straight, tmp_pat
     newest, previous = sorted(state.glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[1]))[::-1]
     data = newest.with_suffix(".data-00000-of-00001")
     data.write_bytes(data.read_bytes()[:len(data.read_bytes()) // 2])
-    resumed = run_cli("train", "--resume", "--model-dir", model_dir)
+    resumed = run_cli_in_process("train", "--resume", "--model-dir", model_dir)
     assert resumed.returncode == 0, resumed.stderr
     said = [line for line in resumed.stdout.splitlines() if "cannot be read" in line]
     assert len(said) == 1, resumed.stdout
@@ -165,14 +165,14 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(straight, tmp_pat
 
     for index in state.glob("ckpt-*.index"):
         index.write_bytes(b"")
-    assert_usage_error(run_cli("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
+    assert_usage_error(run_cli_in_process("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
 
 
 def test_a_foreign_checkpoint_is_a_one_line_error(straight, tmp_path):
     model_dir = copy_of(straight, tmp_path)
     run = model_dir / "checkpoints" / "run.json"
     run.write_text(json.dumps(dict(json.loads(run.read_text()), arch="gru")))  # another model's state
-    assert_usage_error(run_cli("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
+    assert_usage_error(run_cli_in_process("train", "--resume", "--model-dir", model_dir), "no checkpoint in")
 
 
 def test_a_changed_corpus_is_refused_unless_forced(corpus, unfinished, tmp_path):
@@ -182,12 +182,12 @@ def test_a_changed_corpus_is_refused_unless_forced(corpus, unfinished, tmp_path)
     stat = part.stat()
     os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     try:
-        assert_usage_error(run_cli("train", "--resume", "--model-dir", model_dir),
+        assert_usage_error(run_cli_in_process("train", "--resume", "--model-dir", model_dir),
                            f"the corpus changed since the run in {model_dir} started ({part} was modified)")
-        forced = run_cli("train", "--resume", "--force", "--model-dir", model_dir)
+        forced = run_cli_in_process("train", "--resume", "--force", "--model-dir", model_dir)
         assert forced.returncode == 0, forced.stderr
         assert "--force: resuming on a corpus that changed" in forced.stdout
-        again = run_cli("train", "--resume", "--model-dir", model_dir)  # the choice is recorded
+        again = run_cli_in_process("train", "--resume", "--model-dir", model_dir)  # the choice is recorded
         assert again.returncode == 0, again.stderr
     finally:
         os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -218,7 +218,7 @@ def test_an_unfinished_run_is_kept_until_resume_or_fresh(corpus, unfinished):
     work, args = corpus
     before = tf.train.latest_checkpoint(str(unfinished / "checkpoints"))
     assert before
-    assert_usage_error(run_cli("train", "--model-dir", unfinished, *args), "add --resume")
+    assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, *args), "add --resume")
     assert tf.train.latest_checkpoint(str(unfinished / "checkpoints")) == before
 
 
@@ -229,120 +229,8 @@ def test_resume_with_another_vocabulary_is_refused(corpus, unfinished, tmp_path)
     try:
         glob = str(cycle_corpus(tmp_path / "other", repeats=5) / "*.txt")
         assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab, "--min-count", 0).returncode == 0
-        assert_usage_error(run_cli("train", "--model-dir", unfinished, "--resume", *args),
+        assert_usage_error(run_cli_in_process("train", "--model-dir", unfinished, "--resume", *args),
                            "trained with another vocabulary")
     finally:
         assert run_cli("build-dict", "--corpus", args[1], "--vocab", vocab).returncode == 0
         assert vocab.read_text() == original
-
-
-class InterruptEpochEnd:
-    """Raise KeyboardInterrupt when the first epoch end reaches line ``at`` (or "return");
-    without ``at``, record the lines it runs."""
-
-    def __init__(self, at=None):
-        self.at, self.lines, self.calls = at, [], 0
-
-    def __enter__(self):
-        sys.settrace(self.on_call)
-        return self
-
-    def __exit__(self, *exc):
-        sys.settrace(None)
-
-    def on_call(self, frame, event, arg):
-        if frame.f_code.co_name == "end_epoch" and frame.f_code.co_filename.endswith("train.py"):
-            self.calls += 1
-            return self.on_line if self.calls == 1 else None
-        return None
-
-    def on_line(self, frame, event, arg):
-        point = frame.f_lineno if event == "line" else event
-        if self.at is None and event in ("line", "return"):
-            self.lines.append(point)
-        elif point == self.at:
-            raise KeyboardInterrupt
-        return self.on_line
-
-
-def comparable(model_dir):
-    history = json.loads((model_dir / "history.json").read_text())
-    return {k: v for k, v in history.items() if k not in ("seconds", "tokens_per_second")}
-
-
-def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run(tmp_path):
-    """#12.11: the epoch end is one commit; an interrupt at each of its lines, then a resume."""
-    from lm_app.config import TrainConfig
-    from lm_app.train import train
-
-    glob, vocab = tiny_corpus(tmp_path, repeats=8)
-    quiet = dict(verbose=0, log=lambda *a: None)
-
-    def config(name):
-        return TrainConfig(corpus=glob, vocab=str(vocab), model_dir=str(tmp_path / name), embedding=4,
-                           hidden=8, batch_size=16, epochs=2, dropout=0.2, seed=3, learning_rate=0.05,
-                           valid_fraction=0.2, test_fraction=0)  # the old split: the smallest corpus that holds it
-
-    with InterruptEpochEnd() as trace:
-        expected = train(config("straight"), **quiet)
-    points = list(dict.fromkeys(trace.lines))
-    assert len(points) > 5 and "return" in points
-    for point in points:
-        name = f"at-{point}"
-        with pytest.raises(KeyboardInterrupt), InterruptEpochEnd(at=point):
-            train(config(name), **quiet)
-        got = train(config(name), resume=True, **quiet)
-        assert got.keys() == expected.keys() and got["epochs"] == expected["epochs"], point
-        for part in ("valid", "test"):
-            assert got.get(part) == pytest.approx(expected.get(part)), (point, part)
-        history, expected_history = comparable(tmp_path / name), comparable(tmp_path / "straight")
-        assert history.keys() == expected_history.keys()
-        for key, values in expected_history.items():  # an epoch recorded twice fails on the length
-            np.testing.assert_allclose(history[key], values, rtol=1e-6, err_msg=f"{point}: {key}")
-        assert_same_weights(tmp_path / name, tmp_path / "straight")
-
-
-@pytest.fixture
-def stream_run(tmp_path):
-    """The record of a stream run with --bptt 50 and a test corpus of its own, as prepare_run writes it."""
-    from lm_app.config import TrainConfig
-    from lm_app.corpus import build_vocabulary
-    from lm_app.checkpoint import prepare_run
-
-    glob = str(cycle_corpus(tmp_path / "c", repeats=5) / "*.txt")
-    test = cycle_corpus(tmp_path / "t", repeats=2)
-    build_vocabulary(glob, min_count=0).save(tmp_path / "vocab.txt")
-    cfg = TrainConfig(corpus=glob, vocab=str(tmp_path / "vocab.txt"), model_dir=str(tmp_path / "lm"),
-                      objective="stream", bptt=50, tied=True, embedding=16, hidden=16,
-                      test_corpus=str(test / "*.txt"))
-    prepare_run(cfg, resume=False, fresh=False, log=print)
-    return tmp_path / "lm", test
-
-
-def test_resume_accepts_typed_flags_that_repeat_the_run(stream_run, capsys):
-    """--bptt and --tied act with stream only: typed again on a stream run's resume they are no conflict."""
-    from tests.conftest import assert_one_line_error, main_in_process
-
-    model_dir, _ = stream_run
-    # The refusal names --hidden, the one change: --bptt and --tied passed as the run's own values.
-    code, _, err = main_in_process("train", "--resume", "--model-dir", model_dir, "--bptt", 50, "--tied",
-                                   "--hidden", 32, capsys=capsys)
-    assert_one_line_error(code, err, "train", "--hidden 32 differs from the run")
-
-
-def test_resume_checks_the_merged_settings(stream_run, capsys):
-    from tests.conftest import assert_one_line_error, main_in_process
-
-    model_dir, _ = stream_run
-    code, _, err = main_in_process("train", "--resume", "--model-dir", model_dir, "--epochs", 0, capsys=capsys)
-    assert_one_line_error(code, err, "train", "--epochs must be a positive integer, got 0")
-
-
-def test_a_changed_test_corpus_is_refused_on_resume(stream_run, capsys):
-    from tests.conftest import assert_one_line_error, main_in_process
-
-    model_dir, test = stream_run
-    with open(test / "part0.txt", "a", encoding="utf-8") as f:
-        f.write("the cat\n")
-    code, _, err = main_in_process("train", "--resume", "--model-dir", model_dir, capsys=capsys)
-    assert_one_line_error(code, err, "train", "the corpus changed since the run")

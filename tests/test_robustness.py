@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from lm_app import atomic, corpus, text
 from lm_app.config import TrainConfig
 from lm_app.errors import UsageError
-from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli
+from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli, run_cli_in_process
 
 
 def vocab_of(words, meta=None):
@@ -103,7 +103,8 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path, command):
         proc = run_cli("build-dict", "--corpus", glob, "--vocab", tmp_path / "a-file" / "vocab.txt")
     else:
         assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab).returncode == 0
-        proc = run_cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "a-file" / "lm")
+        proc = run_cli_in_process("train", "--corpus", glob, "--vocab", vocab, "--model-dir",
+                                  tmp_path / "a-file" / "lm")
     assert_usage_error(proc, "cannot write")
 
 
@@ -113,7 +114,7 @@ def test_directories_where_files_are_expected(tmp_path):
     with pytest.raises(UsageError, match="is a directory"):
         corpus.Vocabulary.load(tmp_path / "vocab.txt")
     (tmp_path / "model").write_text("a file")
-    assert_usage_error(run_cli("predict", "--model-dir", tmp_path / "model", "hello"), "no trained model")
+    assert_usage_error(run_cli_in_process("predict", "--model-dir", tmp_path / "model", "hello"), "no trained model")
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -178,7 +179,8 @@ def test_tokenize_never_crashes_and_is_idempotent(s):
     for mode in text.MODES:
         tokens = text.tokenize(s, mode)
         assert all(t and not any(c.isspace() and c in text.ASCII_WHITESPACE for c in t) for t in tokens)
-    assert text.normalise(text.normalise(s)) == text.normalise(s)
+    once = " ".join(text.tokenize(s))
+    assert " ".join(text.tokenize(once)) == once
 
 
 def test_a_disk_that_fills_up_during_training(tmp_path):
@@ -223,13 +225,17 @@ def peak_above_start(setup, work):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# Below the one-line file's size: the line is read in pieces (1 MB at most), never held whole.
+LIMIT = 90 << 20
+
+
 @pytest.fixture(scope="module")
 def one_line_file(tmp_path_factory):
-    """200 MB of words and not one newline."""
+    """100 MB of words and not one newline: more than a reader that kept the line whole may use (LIMIT)."""
     path = tmp_path_factory.mktemp("long") / "one-line.txt"
     block = ("the cat sat on the mat and the dog ran to the park " * 20_000).encode()
     with open(path, "wb") as f:
-        for _ in range(200_000_000 // len(block) + 1):
+        for _ in range(100_000_000 // len(block) + 1):
             f.write(block)
     return path
 
@@ -240,8 +246,8 @@ def test_build_dict_memory_stays_flat_on_a_file_without_newlines(one_line_file, 
         f"result = cli.main(['build-dict', '--corpus', {str(one_line_file)!r}, "
         f"'--vocab', {str(tmp_path / 'vocab.txt')!r}])")
     assert measured["result"] == 0
-    assert corpus.Vocabulary.load(tmp_path / "vocab.txt").counts[2] > 8_000_000  # "the" x 4 per 13 words
-    assert measured["above_start"] < 300 << 20, measured
+    assert corpus.Vocabulary.load(tmp_path / "vocab.txt").counts[2] > 4_000_000  # "the" x 4 per 13 words
+    assert measured["above_start"] < LIMIT, measured
 
 
 def test_the_training_pipeline_reads_a_file_without_newlines_in_flat_memory(one_line_file):
@@ -258,4 +264,4 @@ def test_the_training_pipeline_reads_a_file_without_newlines_in_flat_memory(one_
         f"result = windows({str(one_line_file)!r})")
     words = one_line_file.stat().st_size // len("the cat sat on the mat and the dog ran to the park ") * 13
     assert measured["result"] == words - 5
-    assert measured["above_start"] < 300 << 20, measured
+    assert measured["above_start"] < LIMIT, measured

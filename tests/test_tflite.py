@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, assert_usage_error, run_cli, tiny_corpus, train_cli
+from tests.conftest import ROOT, assert_usage_error, run_cli_in_process, tiny_corpus, train_cli
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +24,9 @@ def models(window_rnn, tmp_path_factory):
     glob, vocab = tiny_corpus(work)
     dirs = {"rnn": work / "rnn", "lstm": work / "lstm"}
     shutil.copytree(window_rnn, dirs["rnn"])
-    train_cli(glob, vocab, dirs["lstm"], "--arch", "lstm", "--epochs", 3, "--embedding", 8, "--hidden", 16)
-    exported = run_cli("export", "--format", "tflite", "--model-dir", dirs["rnn"])
+    train_cli(glob, vocab, dirs["lstm"], "--arch", "lstm", "--epochs", 3, "--embedding", 8, "--hidden", 16,
+              run=run_cli_in_process)
+    exported = run_cli_in_process("export", "--format", "tflite", "--model-dir", dirs["rnn"])
     assert exported.returncode == 0, exported.stderr
     dirs["rnn_stdout"] = exported.stdout
     return dirs
@@ -115,13 +116,13 @@ def test_kinds_that_do_not_convert_are_refused(models, tmp_path, change, fragmen
     model_dir.mkdir()
     config = json.loads((models["rnn"] / "config.json").read_text())
     (model_dir / "config.json").write_text(json.dumps({**config, **change}))
-    proc = run_cli("export", "--format", "tflite", "--model-dir", model_dir)
+    proc = run_cli_in_process("export", "--format", "tflite", "--model-dir", model_dir)
     assert_usage_error(proc, fragment)
     assert "window models of --arch rnn, lstm, gru, attention" in proc.stderr
     assert not (model_dir / "model.tflite").exists()
 
 
 def test_a_missing_model_is_one_line(tmp_path):
-    assert_usage_error(run_cli("export", "--format", "tflite", "--model-dir", tmp_path / "none"),
+    assert_usage_error(run_cli_in_process("export", "--format", "tflite", "--model-dir", tmp_path / "none"),
                        "model settings not found")
-    assert_usage_error(run_cli("export", "--format", "onnx"), "invalid choice")
+    assert_usage_error(run_cli_in_process("export", "--format", "onnx"), "invalid choice")

@@ -1,5 +1,25 @@
-"""The training loop's own helpers (lm_app/train.py); the loop itself is exercised by test_resume.py and the CLI tests."""
+"""The training loop (lm_app/train.py): its output, its epoch end as one commit, its helpers.
+
+Resuming after kill -9 and Ctrl-C in a real process are test_resume.py's.
+"""
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+
+from lm_app.atomic import FolderLock
 from lm_app.train import describe_metrics
+from tests.conftest import tiny_corpus
+from tests.test_resume import assert_same_weights
+
+
+@pytest.fixture(scope="module")
+def trained(one_epoch):
+    """One epoch of a tiny model, trained by the command: its output and its folder."""
+    return one_epoch
 
 
 def figures(accuracy):
@@ -17,3 +37,93 @@ def test_the_final_figures_come_test_first_each_named_with_its_part():
 
 def test_a_run_without_a_test_part_reports_validation_only():
     assert describe_metrics({"epochs": 1, "valid": figures(0.5)}).endswith("(picked the weights: 1 epoch)")
+
+
+@pytest.mark.slow
+def test_the_summary_of_a_one_epoch_run_is_grammatical(trained):
+    assert "(picked the weights: 1 epoch)" in trained["stdout"] and "epochs)" not in trained["stdout"]
+
+
+@pytest.mark.slow
+def test_the_epoch_line_rounds_the_speed(trained):
+    out = trained["stdout"]
+    assert "seconds:" not in out and "tokens_per_second" not in out, out
+    assert re.search(r"^training: \d+\.\d s, [\d,]+ tokens/s$", out, re.M), out
+    assert re.search(r"^\d+/\d+ - .* - loss: \d\.\d{4} - .* - val_loss: \d\.\d{4}", out, re.M), out
+
+
+@pytest.mark.slow
+def test_a_finished_model_folder_leaves_no_lock_file(trained, tmp_path):
+    assert not list(trained["dir"].parent.glob("*.lock")) and not list(trained["dir"].glob("*lock"))
+    lock = tmp_path / ".lm.lock"
+    for _ in range(2):  # released and removed, then taken again
+        with FolderLock(tmp_path / "lm"):
+            assert lock.read_text() == f"process {os.getpid()}\n"
+        assert not lock.exists()
+
+
+class InterruptEpochEnd:
+    """Raise KeyboardInterrupt when the first epoch end reaches line ``at`` (or "return");
+    without ``at``, record the lines it runs."""
+
+    def __init__(self, at=None):
+        self.at, self.lines, self.calls = at, [], 0
+
+    def __enter__(self):
+        sys.settrace(self.on_call)
+        return self
+
+    def __exit__(self, *exc):
+        sys.settrace(None)
+
+    def on_call(self, frame, event, arg):
+        if frame.f_code.co_name == "end_epoch" and frame.f_code.co_filename.endswith("train.py"):
+            self.calls += 1
+            return self.on_line if self.calls == 1 else None
+        return None
+
+    def on_line(self, frame, event, arg):
+        point = frame.f_lineno if event == "line" else event
+        if self.at is None and event in ("line", "return"):
+            self.lines.append(point)
+        elif point == self.at:
+            raise KeyboardInterrupt
+        return self.on_line
+
+
+def comparable(model_dir):
+    history = json.loads((model_dir / "history.json").read_text())
+    return {k: v for k, v in history.items() if k not in ("seconds", "tokens_per_second")}
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run(tmp_path):
+    """#12.11: the epoch end is one commit; an interrupt at each of its lines, then a resume."""
+    from lm_app.config import TrainConfig
+    from lm_app.train import train
+
+    glob, vocab = tiny_corpus(tmp_path, repeats=8)
+    quiet = dict(verbose=0, log=lambda *a: None)
+
+    def config(name):
+        return TrainConfig(corpus=glob, vocab=str(vocab), model_dir=str(tmp_path / name), embedding=4,
+                           hidden=8, batch_size=16, epochs=2, dropout=0.2, seed=3, learning_rate=0.05,
+                           valid_fraction=0.2, test_fraction=0)  # the old split: the smallest corpus that holds it
+
+    with InterruptEpochEnd() as trace:
+        expected = train(config("straight"), **quiet)
+    points = list(dict.fromkeys(trace.lines))
+    assert len(points) > 5 and "return" in points
+    for point in points:
+        name = f"at-{point}"
+        with pytest.raises(KeyboardInterrupt), InterruptEpochEnd(at=point):
+            train(config(name), **quiet)
+        got = train(config(name), resume=True, **quiet)
+        assert got.keys() == expected.keys() and got["epochs"] == expected["epochs"], point
+        for part in ("valid", "test"):
+            assert got.get(part) == pytest.approx(expected.get(part)), (point, part)
+        history, expected_history = comparable(tmp_path / name), comparable(tmp_path / "straight")
+        assert history.keys() == expected_history.keys()
+        for key, values in expected_history.items():  # an epoch recorded twice fails on the length
+            np.testing.assert_allclose(history[key], values, rtol=1e-6, err_msg=f"{point}: {key}")
+        assert_same_weights(tmp_path / name, tmp_path / "straight")

@@ -9,9 +9,9 @@ import signal
 
 import pytest
 
-from tests.conftest import cycle_corpus, run_cli
+from tests.conftest import cycle_corpus, run_cli, run_cli_in_process
 from tests.test_resume import start_training, wait_for
-from tests.test_serve import Server
+from tests.test_serve.test_app import Server
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def model(tmp_path_factory):
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    resumed = run_cli("train", "--model-dir", model_dir, "--resume", *args)
+    resumed = run_cli_in_process("train", "--model-dir", model_dir, "--resume", *args)
     assert resumed.returncode == 0, resumed.stderr
     return {"dir": model_dir, "glob": glob, "resumed": resumed.stdout}
 
@@ -43,27 +43,27 @@ def test_resume_exports_the_vocabulary_as_vocab_txt(model):
 
 
 def test_predict(model):
-    proc = run_cli("predict", "--model-dir", model["dir"], "--json", "the dog ran to the")
+    proc = run_cli_in_process("predict", "--model-dir", model["dir"], "--json", "the dog ran to the")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["context"] == ["the", "dog", "ran", "to", "the"]
 
 
 def test_generate(model):
-    proc = run_cli("generate", "--model-dir", model["dir"], "--json", "--words", 3, "--seed", 1,
+    proc = run_cli_in_process("generate", "--model-dir", model["dir"], "--json", "--words", 3, "--seed", 1,
                    "the dog ran to the")
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["words"]) == 3
 
 
 def test_evaluate(model):
-    proc = run_cli("evaluate", "--model-dir", model["dir"], "--corpus", model["glob"], "--json")
+    proc = run_cli_in_process("evaluate", "--model-dir", model["dir"], "--corpus", model["glob"], "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tokens"] > 0
 
 
 def test_export_tflite(model, tmp_path):
     out = tmp_path / "m.tflite"
-    proc = run_cli("export", "--format", "tflite", "--model-dir", model["dir"], "--out", out)
+    proc = run_cli_in_process("export", "--format", "tflite", "--model-dir", model["dir"], "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes()[4:8] == b"TFL3"
 

@@ -1,4 +1,4 @@
-"""``serve``: TensorFlow Serving's REST API over real HTTP, the server a real ``python -m lm_app serve``."""
+"""``serve`` (lm_app/serve/app.py): TensorFlow Serving's REST API over real HTTP, the server a real ``python -m lm_app serve``."""
 import base64
 import concurrent.futures
 import http.client
@@ -11,15 +11,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
-from lm_app.serve.batcher import Batcher
-from lm_app.serve.connections import Connections, host_names
-from lm_app.serve.requests import RequestError, parse_body, parse_request
-
-from tests.conftest import ROOT, assert_usage_error, run_cli
+from tests.conftest import ROOT, assert_usage_error, run_cli, run_cli_in_process
+from tests.test_serve.test_requests import BAD_REQUESTS
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +113,7 @@ def test_row_predictions_equal_the_predict_command(server, model_dir):
     from lm_app import predict
 
     # The command for one prompt; both through the library call it makes (a process each costs seconds).
-    cli = run_cli("predict", "--model-dir", model_dir, "--json", PROMPTS[0])
+    cli = run_cli_in_process("predict", "--model-dir", model_dir, "--json", PROMPTS[0])
     assert cli.returncode == 0, cli.stderr
     results = predict.predict(predict.load(model_dir), PROMPTS[:2])
     assert json.loads(cli.stdout)["top_k"] == results[0]["top_k"]
@@ -176,24 +172,7 @@ def test_metadata_matches_the_saved_signature(server, model_dir):
     assert served["outputs"]["words"]["tensor_shape"]["dim"][1]["size"] == "5"
 
 
-@pytest.mark.parametrize("body", [
-    b'{"instances": ["the cat"',  # malformed JSON
-    b"",
-    b'["the cat"]',  # not an object
-    b'{"text": ["the cat"]}',  # neither instances nor inputs
-    b'{"instances": []}',
-    b'{"inputs": []}',
-    b'{"instances": [3]}',  # not a string
-    b'{"instances": [null]}',
-    b'{"instances": [["the", "cat"]]}',  # wrong shape: the input is [-1] strings
-    b'{"inputs": "the cat"}',  # a scalar for a [-1] input
-    b'{"inputs": [["the cat"]]}',
-    b'{"instances": [{"txt": "the cat"}]}',  # unknown input name
-    b'{"inputs": {"text": ["a"], "extra": ["b"]}}',
-    b'{"instances": ["a"], "inputs": ["a"]}',
-    b'{"instances": [{"b64": "not base64!"}]}',
-    b'{"instances": ["a"], "signature_name": "classify"}',
-])
+@pytest.mark.parametrize("body", BAD_REQUESTS)
 def test_bad_requests_are_400_with_an_error(server, body):
     status, answer = server.predict(body)
     assert status == 400, answer
@@ -246,12 +225,14 @@ def test_sigterm_stops_the_server_cleanly(model_dir):
 
 
 def test_startup_errors_are_one_line(model_dir, tmp_path):
-    assert_usage_error(run_cli("serve", "--model-dir", tmp_path / "none", "--port", 0),
+    # A missing or broken model in-process (no regression could make them serve); the others as
+    # processes, where a regression would serve for ever.
+    assert_usage_error(run_cli_in_process("serve", "--model-dir", tmp_path / "none", "--port", 0),
                        "no trained model")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes((model_dir / "saved_model.pb").read_bytes()[:100])
-    assert_usage_error(run_cli("serve", "--model-dir", broken, "--port", 0), "cannot load the model")
+    assert_usage_error(run_cli_in_process("serve", "--model-dir", broken, "--port", 0), "cannot load the model")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -261,135 +242,7 @@ def test_startup_errors_are_one_line(model_dir, tmp_path):
     assert_usage_error(run_cli("serve", "--model-dir", model_dir, "--name", "a/b"), "--name")
 
 
-# Request parsing and the batcher, in-process: the rules the server applies before and around the model.
-
-def refusal(call, *args):
-    with pytest.raises(RequestError) as caught:
-        call(*args)
-    return caught.value.status, str(caught.value)
-
-
-def test_more_instances_than_the_limit_are_refused():
-    texts, _ = parse_request({"instances": ["the cat"] * 256})
-    assert len(texts) == 256
-    for payload in ({"instances": ["the cat"] * 257}, {"inputs": {"text": ["the cat"] * 257}}):
-        status, message = refusal(parse_request, payload)
-        assert status == 400 and "257" in message and "--max-instances" in message
-    assert refusal(parse_request, {"instances": ["a", "b", "c"]}, 2)[0] == 400
-
-
-@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"instances": [' * 50_000, b"1" * 5000,
-                                  b'{"instances": [' + b"9" * 10_000 + b"]}", b"\xff\xfe", b"{]"])
-def test_hostile_json_is_a_400(body):
-    status, message = refusal(parse_body, body)
-    assert status == 400 and message.startswith("JSON Parse error")
-
-
-def test_text_without_words_is_refused():
-    for text in ("日本語", "", " 42 !", "--"):
-        status, message = refusal(parse_request, {"instances": ["the cat", text]})
-        assert status == 400 and message == "instances[1]: no words are left after normalisation"
-    assert parse_request({"instances": ["日本語"]}, 256, "pretokenized")[0] == ["日本語".encode()]
-    assert refusal(parse_request, {"instances": [" \n "]}, 256, "pretokenized")[0] == 400
-
-
-class CountingModel:
-    """A stand-in for the served model: each row names its text; ``gate`` can hold every call."""
-
-    def __init__(self):
-        self.calls = []
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def __call__(self, texts):
-        self.gate.wait()
-        self.calls.append(len(texts))
-        return [{"text": t} for t in texts]
-
-
-def with_batcher(body, **kwargs):
-    """Run ``body(batcher, model)`` on an event loop, then close the batcher."""
-    import asyncio
-
-    model = CountingModel()
-
-    async def main():
-        batcher = Batcher(model, **kwargs)
-        try:
-            return await body(batcher, model)
-        finally:
-            model.gate.set()
-            await batcher.close()
-
-    return asyncio.run(main()), model
-
-
-def test_big_requests_are_cut_into_calls_of_the_batch_size():
-    import asyncio
-
-    async def body(batcher, model):
-        requests = [[f"r{r} t{i}".encode() for i in range(n)] for r, n in enumerate([150, 3, 64, 1])]
-        answers = await asyncio.gather(*(batcher.predict(texts) for texts in requests))
-        for texts, rows in zip(requests, answers):
-            assert [row["text"] for row in rows] == texts
-        return sum(map(len, requests))
-
-    total, model = with_batcher(body, max_batch=64)
-    assert max(model.calls) <= 64 and sum(model.calls) == total
-
-
-def test_a_full_queue_is_a_503_and_a_late_answer_a_504():
-    import asyncio
-
-    async def body(batcher, model):
-        model.gate.clear()  # the model is stuck on the first request
-        first = asyncio.ensure_future(batcher.predict([b"a"] * 4))
-        await asyncio.sleep(0.1)  # the worker takes it and waits for the model
-        waiting = asyncio.ensure_future(batcher.predict([b"b"] * 8))
-        await asyncio.sleep(0)
-        with pytest.raises(RequestError) as full:
-            await batcher.predict([b"c"] * 8)  # 8 + 8 texts waiting > 12
-        late = await asyncio.gather(first, waiting, return_exceptions=True)
-        return full.value, late
-
-    (full, late), model = with_batcher(body, max_batch=4, max_queue=12, deadline=0.5)
-    assert full.status == 503 and "busy" in str(full)
-    assert all(isinstance(e, RequestError) and e.status == 504 for e in late), late
-    assert model.calls == [4]  # the request past its deadline was never run
-
-
-def test_connections_at_the_limit_close_the_longest_waiting_one():
-    class Transport:
-        aborted = False
-
-        def abort(self):
-            self.aborted = True
-
-    connections = Connections(3)
-    kept, first, second, third, fourth, fifth = (Transport() for _ in range(6))
-    assert connections.admit(kept) and connections.admit(first) and connections.admit(second)
-    connections.start_work(kept)
-    connections.end_work(kept)  # answered: idle, kept alive, the oldest of all
-    connections.start_work(first)  # first has a complete request: it is not closed for room
-    assert connections.admit(third)
-    assert second.aborted and not first.aborted and not kept.aborted  # the longest without a request
-    connections.start_work(third)
-    assert connections.admit(fourth)  # nobody left without a request: the longest idle goes
-    assert kept.aborted
-    connections.start_work(fourth)
-    assert not connections.admit(fifth)  # every connection is working: the new one is refused
-    connections.end_work(first)
-    assert connections.admit(fifth) and first.aborted and not third.aborted
-
-
-def test_host_names_of_a_loopback_server():
-    assert host_names("127.0.0.1", 8501) == {"localhost:8501", "127.0.0.1:8501", "[::1]:8501"}
-    assert "[::1]:80" in host_names("::1", 80) and "localhost" in host_names("::1", 80)
-    assert "lm.example:9000" in host_names("LM.example", 9000)
-    assert host_names("0.0.0.0", 8501) is None  # on every address: no name to check against
-
-
-# The same rules over real HTTP.
+# The rules of requests.py, batcher.py and connections.py (tested in-process beside this file) over real HTTP.
 
 def test_the_instance_limit_and_hostile_bodies_over_http(server):
     status, answer = server.predict({"instances": ["the cat"] * 257})
@@ -524,10 +377,10 @@ def test_a_model_error_is_a_short_500():
 def test_predict_and_the_server_refuse_text_without_words_alike(server, model_dir):
     """One rule: no word left after normalisation is refused, whether the text was empty or not."""
     for text in ("日本語", "", "  42 !"):
-        assert_usage_error(run_cli("predict", "--model-dir", model_dir, text),
+        assert_usage_error(run_cli_in_process("predict", "--model-dir", model_dir, text),
                            "the text to predict from has no words: it is empty after normalisation")
         status, answer = server.predict({"instances": [text]})
         assert status == 400 and "no words" in answer["error"], answer
-        assert_usage_error(run_cli("generate", "--model-dir", model_dir, text),
+        assert_usage_error(run_cli_in_process("generate", "--model-dir", model_dir, text),
                            "the text to continue has no words: it is empty after normalisation")
-    assert run_cli("predict", "--model-dir", model_dir, "日本語 the").returncode == 0
+    assert run_cli_in_process("predict", "--model-dir", model_dir, "日本語 the").returncode == 0

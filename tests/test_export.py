@@ -1,0 +1,92 @@
+"""The SavedModel export (lm_app/export.py): what it writes, and a SavedModel that serves alone."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lm_app.generate import Generator
+from tests.conftest import run_cli_in_process, tiny_corpus
+from tests.test_atomic import mode
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    import keras
+
+    from lm_app.config import TrainConfig
+    from lm_app.models import window_model
+
+    work = tmp_path_factory.mktemp("export")
+    _, vocab = tiny_corpus(work, repeats=5)
+    keras.utils.set_random_seed(1)
+    model = window_model(TrainConfig(embedding=4, hidden=4), len(vocab.read_text().splitlines()))
+    return model, vocab
+
+
+def test_export_copies_what_training_left_and_drops_the_old_tflite(tiny_model, tmp_path):
+    from lm_app.export import export
+
+    model, vocab = tiny_model
+    model_dir = tmp_path / "lm"
+    (model_dir / "checkpoints").mkdir(parents=True)
+    (model_dir / "history.json").write_text("{}")
+    (model_dir / "checkpoints" / "run.json").write_text("{}")
+    (model_dir / "model.tflite").write_bytes(b"the previous model's")
+    before = {name: (model_dir / name).stat().st_ino for name in ("history.json", "checkpoints/run.json")}
+    saved = os.umask(0o022)
+    try:
+        export(model, vocab, model_dir, 5, "words", k=3)
+    finally:
+        os.umask(saved)
+    for name, inode in before.items():  # copied, not hard-linked: some file systems have no links
+        assert (model_dir / name).read_text() == "{}"
+        assert (model_dir / name).stat().st_ino != inode
+    assert not (model_dir / "model.tflite").exists()
+    assert mode(model_dir) == 0o755
+    assert mode(model_dir / "saved_model.pb") == 0o644
+    assert (model_dir / "saved_model.pb").stat().st_nlink == 1
+
+
+def test_the_exported_stream_model_reads_the_whole_prompt(stream_model):
+    """Served raw text like the others, but conditioned on more than the last few words."""
+    work, _, _ = stream_model
+    serve = tf.saved_model.load(str(work / "lm")).signatures["serving_default"]
+    prompts = ["The cat sat on the mat and the dog ran to the", "near the river the cat sat on the",
+               "", "the"]
+    out = serve(text=tf.constant(prompts))
+    words = [w[0].decode() for w in out["words"].numpy()]
+    assert words[:2] == ["park", "mat"]
+    assert out["probabilities"].shape == (4, 19)
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_seq2seq_saved_model_decodes_alone_as_generate_greedy_does(seq2seq_model, tmp_path):
+    _, model_dir = seq2seq_model
+    prompts = ["the dog ran to the", "sat on the mat and", "near the"]
+    # The command for one prompt; the others through the Generator it runs (a process each costs seconds).
+    cli = json.loads(run_cli_in_process("generate", "--model-dir", model_dir, "--greedy", "--words", 3,
+                                        "--json", prompts[0]).stdout)["continuation"]
+    generator = Generator(model_dir)
+    greedy = [generator.generate(p, 3, greedy=True)["continuation"] for p in prompts]
+    assert cli == greedy[0]
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(model_dir)!r}).signatures["serving_default"]
+        out = serve(text=tf.constant({prompts!r}))
+        assert not [m for m in sys.modules if m.startswith(("lm_app", "tensorflow_text"))]
+        print(json.dumps([c.decode() for c in out["continuation"].numpy()]))
+        print(json.dumps([float(v) for v in out["log_prob"].numpy()]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    continuations, log_probs = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+    assert continuations == greedy
+    assert continuations[0] == "park while the"
+    assert all(lp <= 0 for lp in log_probs)
