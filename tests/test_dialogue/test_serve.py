@@ -5,7 +5,7 @@ import pytest
 
 from lm_app.serve.requests import RequestError, parse_request
 from tests.test_dialogue.common import WORDS
-from tests.test_serve import Server, running
+from tests.test_serve.test_app import Server, running
 
 
 def test_turns_instances_parse_in_rows_and_columns():
