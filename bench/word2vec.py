@@ -18,13 +18,20 @@ SimLex-999: Spearman rho) and ``evaluate_word_analogies`` (Google analogies,
 ``KeyedVectors.load_word2vec_format``.  Medians over ``--seeds`` seeds.
 
     .venv/bin/python bench/word2vec.py [--seeds 3] [--modes cbow skipgram] [--quick]
+    .venv/bin/python bench/word2vec.py --memory
+
+``--memory`` checks that memory stays flat in corpus size: the ``word2vec``
+command (one epoch, in its own process) on gutenberg and on gutenberg four
+times over, with the same vocabulary, its peak resident memory each time.
 
 ``--quick`` (one file, one epoch, one seed) checks the script; it records its
 figures only where ``--results`` says.
 """
 import argparse
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -93,6 +100,45 @@ def quality(kv):
             "analogy": kv.evaluate_word_analogies(str(eval_dir / "questions-words.txt"))[0]}
 
 
+def peak_mib(command):
+    """The peak resident memory of ``command`` run alone in a fresh child of a fresh process."""
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, *command], check=True, capture_output=True, text=True,
+                         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def memory(args, argv):
+    """``word2vec``'s peak memory on the corpus at 1x and 4x: the same when the corpus is streamed."""
+    peaks, rows = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for copies in (1, 4):
+            folder = work / f"x{copies}"
+            folder.mkdir()
+            for n in range(copies):
+                for f in (DATA / "gutenberg").glob("*.txt"):
+                    shutil.copy(f, folder / f"{n}-{f.name}")
+            lm = [sys.executable, "-m", "lm_app"]
+            corpus, vocab = str(folder / "*.txt"), str(work / "vocab.txt")
+            if copies == 1:  # one vocabulary for both: only the corpus grows, not the tables
+                subprocess.run([*lm, "build-dict", "--corpus", corpus, "--vocab", vocab, "--min-count", "4"],
+                               check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+            peaks[copies] = peak_mib([*lm, "word2vec", "--corpus", corpus, "--vocab", vocab, "--out",
+                                      str(work / f"w2v{copies}"), "--epochs", "1"])
+            size = sum(f.stat().st_size for f in folder.glob("*.txt")) / 1e6
+            print(f"gutenberg x{copies} ({size:.0f} MB): word2vec peak {peaks[copies]:.0f} MiB", flush=True)
+            rows.append([f"x{copies}", size, peaks[copies]])
+            shutil.rmtree(folder)
+    ratio = peaks[4] / peaks[1]
+    print(f"peak at 4x / peak at 1x (target <= 1.05): {ratio:.3f}")
+    record.save("word2vec-memory", [record.table("word2vec, 1 epoch, in its own process",
+                                                  ["corpus", "MB", "peak MiB"], rows)],
+                {"word2vec peak memory, gutenberg 4x / 1x (target <= 1.05)": ratio}, argv, args.results,
+                script="word2vec")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="runs a side, seeds 1, 2, ... (default: %(default)s)")
@@ -100,8 +146,11 @@ def main(argv=None):
     parser.add_argument("--modes", nargs="+", default=["cbow", "skipgram"], choices=["cbow", "skipgram"])
     parser.add_argument("--quick", action="store_true", help="one file, one epoch, one seed; not recorded "
                         "unless --results is given")
+    parser.add_argument("--memory", action="store_true", help="peak memory at 1x and 4x the corpus instead")
     record.add_argument(parser)
     args = parser.parse_args(argv)
+    if args.memory:
+        return memory(args, argv)
     corpus = str(DATA / "gutenberg" / "*.txt")
     if args.quick:
         corpus = str(sorted((DATA / "gutenberg").glob("*.txt"))[0])

@@ -108,11 +108,27 @@ def prepare(cfg, state, resume, fresh, given, log):
     return cfg, Vocabulary.load(cfg.vocab)
 
 
+class IdFile:
+    """The id file, read slice by slice.
+
+    Not a memmap: the pages a memmap has touched stay in the process's
+    resident memory, which then grows with the corpus.
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    def __getitem__(self, part):
+        return np.fromfile(self.path, "<i4", count=part.stop - part.start, offset=4 * part.start)
+
+
 def id_stream(files, vocab, state, log):
-    """The corpus's in-vocabulary ids (a read-only memmap) and where each file ends in them.
+    """The corpus's in-vocabulary ids (an :class:`IdFile`) and where each file ends in them.
 
     Written on the first run and kept while the corpus and the vocabulary stay
-    as they were (their fingerprint and hash are recorded beside it).
+    as they were (their fingerprint and hash are recorded beside it).  One
+    ``tf.data`` pipeline reads every file: a pipeline per file would leave a
+    graph per file behind, and memory would grow with the number of files.
     """
     key = {"vocab_sha256": vocab.meta["sha256"], "files": fingerprint(files)}
     record = state / ID_RECORD
@@ -122,21 +138,22 @@ def id_stream(files, vocab, state, log):
         and path.stat().st_size == 4 * stored.get("words", -1)
     if not fresh:
         started = time.perf_counter()
-        table, ends, total = lookup_table(vocab), [], 0
+        table, per_file = lookup_table(vocab), np.zeros(len(files), np.int64)
+        stream = tf.data.Dataset.from_tensor_slices([str(f) for f in files]).enumerate().flat_map(
+            lambda i, name: file_ids(name, table, vocab).map(lambda ids: (i, ids)))
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            for name in files:
-                for ids in file_ids(name, table, vocab):
-                    ids = ids.numpy()
-                    ids = ids[ids >= len(RESERVED)]  # <pad> and <unk> are not words to word2vec
-                    f.write(ids.astype("<i4").tobytes())
-                    total += len(ids)
-                ends.append(total)
-        stored = dict(key, words=total, ends=ends, seconds=time.perf_counter() - started)
+            for i, ids in stream:
+                ids = ids.numpy()
+                ids = ids[ids >= len(RESERVED)]  # <pad> and <unk> are not words to word2vec
+                f.write(ids.astype("<i4").tobytes())
+                per_file[int(i)] += len(ids)
+        ends = np.cumsum(per_file).tolist()
+        stored = dict(key, words=int(sum(per_file)), ends=ends, seconds=time.perf_counter() - started)
         write_json(record, stored)
-        log(f"read the corpus once: {total:,} words of the vocabulary in {stored['seconds']:.1f} s")
+        log(f"read the corpus once: {stored['words']:,} words of the vocabulary in {stored['seconds']:.1f} s")
     if not stored["words"]:
         raise UsageError(f"the corpus has no word of the vocabulary ({len(files)} file(s))")
-    return np.memmap(path, "<i4", "r"), stored["ends"]
+    return IdFile(path), stored["ends"]
 
 
 def tables_for(vocab, cfg):

@@ -142,3 +142,24 @@ def test_predict_and_generate_refuse_a_dialogue_model_in_one_line(vhred, capsys)
     for command in ("predict", "generate"):
         code, _, err = main_in_process(command, "alpha bravo", "--model-dir", vhred, capsys=capsys)
         assert_one_line_error(code, err, command, "holds a dialogue model: use respond or chat")
+
+
+def test_ctrl_c_ends_a_chat_cleanly(vhred):
+    """A real process: after an answer, SIGINT ends the chat with exit code 0 and no traceback."""
+    import signal
+
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    chat = subprocess.Popen([sys.executable, "-m", "lm_app", "chat", "--model-dir", str(vhred)], cwd=ROOT, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        chat.stdin.write("alpha bravo charlie\n")
+        chat.stdin.flush()
+        answer = chat.stdout.readline()  # the chat is waiting for the next line now
+        chat.send_signal(signal.SIGINT)
+        out, err = chat.communicate(timeout=60)
+    finally:
+        chat.kill()
+    assert set(answer.split()) <= set(WORDS) and answer.strip()
+    assert chat.returncode == 0 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
