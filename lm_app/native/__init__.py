@@ -118,7 +118,8 @@ def build(cxx, path, name="ops"):
     with _lock(path.parent):
         if trusted(path):
             return
-        print("lm_app: compiling the native kernels for this machine (once, a few seconds)",
+        what = "training kernels" if name == "ops" else "word counter of build-dict"
+        print(f"lm_app: compiling the native {what} for this machine (once, a few seconds)",
               file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / path.name
