@@ -255,3 +255,15 @@ def seq2seq_model(tmp_path_factory):
                       lambda w: train_on_cycle(w, "lm", arch="seq2seq", cell="gru", score="general",
                                                target_len=3))
     return trained_metrics(work / "lm"), work / "lm"
+
+
+# The slowest files first.  `make test` hands whole files to its two workers in collection order
+# (--dist loadfile); a long file that starts last keeps one worker busy after the other is done.
+SLOW_FIRST = ("test_train.py", "test_native.py", "test_quiet.py", "test_end_to_end.py", "test_predict.py",
+              "test_resume.py", "test_config.py", "test_distribute.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {f"tests/{name}": i for i, name in enumerate(SLOW_FIRST)}
+    # A stable sort: every file keeps its own order.
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(SLOW_FIRST)))
