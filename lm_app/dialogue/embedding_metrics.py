@@ -17,16 +17,14 @@ is not scored (the report counts the scored pairs).
 """
 import numpy as np
 
+from ..word2vec.vectors import read_vectors, unit_vectors
+
 NAMES = ("average", "greedy", "extrema")
 
 
-def unit(rows):
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
-    return rows / np.where(norms > 0, norms, 1)
-
-
 def cosine(a, b):
-    return float(unit(a) @ unit(b))
+    a, b = unit_vectors(np.stack([a, b]))
+    return float(a @ b)
 
 
 def extrema(rows):
@@ -36,7 +34,7 @@ def extrema(rows):
 
 
 def greedy(a, b):
-    similar = unit(a) @ unit(b).T
+    similar = unit_vectors(a) @ unit_vectors(b).T
     return float((similar.max(axis=1).mean() + similar.max(axis=0).mean()) / 2)
 
 
@@ -51,8 +49,6 @@ class EmbeddingScorer:
     """Mean scores of response/reference pairs given as vocabulary ids, through a vectors file."""
 
     def __init__(self, path, tokens):
-        from ..word2vec.vectors import read_vectors
-
         words, vectors = read_vectors(path)
         index = {w: i for i, w in enumerate(words)}
         self.rows = {i: vectors[index[t]] for i, t in enumerate(tokens) if t in index}
