@@ -43,6 +43,16 @@ def run_cli(*args, cwd=None, timeout=600):
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def exit_code_of_main(args):
+    """``lm_app.cli.main(args)`` in this process, and its exit code, argparse's exits included."""
+    from lm_app.cli import main
+
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as e:  # argparse's errors and --help
+        return e.code
+
+
 def run_cli_in_process(*args, cwd=None, stdin=None):
     """``lm_app.cli.main`` in this process, answered as :func:`run_cli` answers (returncode, stdout, stderr).
 
@@ -50,8 +60,6 @@ def run_cli_in_process(*args, cwd=None, stdin=None):
     TensorFlow import prints, a process without lm_app): it saves the TensorFlow import a new
     process pays. ``stdin`` (bytes) is what the command reads for ``-``.
     """
-    from lm_app.cli import main
-
     out, err = io.StringIO(), io.StringIO()
     saved_stdin, saved_cwd = sys.stdin, os.getcwd()
     try:
@@ -59,10 +67,7 @@ def run_cli_in_process(*args, cwd=None, stdin=None):
             os.chdir(cwd or saved_cwd)  # not contextlib.chdir: Python 3.10 has none
             if stdin is not None:
                 sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
-            try:
-                code = main([str(a) for a in args])
-            except SystemExit as e:  # argparse's errors and --help
-                code = e.code
+            code = exit_code_of_main(args)
     finally:
         sys.stdin = saved_stdin
         os.chdir(saved_cwd)
@@ -177,12 +182,7 @@ def main_in_process(*args, capsys):
 
     Much faster than a subprocess for errors found before TensorFlow loads.
     """
-    from lm_app.cli import main
-
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:  # argparse's errors and --help
-        code = e.code
+    code = exit_code_of_main(args)
     out = capsys.readouterr()
     return code, out.out, out.err
 
