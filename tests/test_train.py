@@ -2,6 +2,7 @@
 
 Resuming after kill -9 and Ctrl-C in a real process are test_resume.py's.
 """
+import hashlib
 import json
 import os
 import re
@@ -63,11 +64,12 @@ def test_a_finished_model_folder_leaves_no_lock_file(trained, tmp_path):
 
 
 class InterruptEpochEnd:
-    """Raise KeyboardInterrupt when the first epoch end reaches line ``at`` (or "return");
-    without ``at``, record the lines it runs."""
+    """Raise KeyboardInterrupt when the first epoch end reaches ``at``: (line or "return", nth time);
+    without ``at``, record each line it runs with what a run would keep if it stopped there."""
 
-    def __init__(self, at=None):
-        self.at, self.lines, self.calls = at, [], 0
+    def __init__(self, at=None, model_dir=None):
+        self.at, self.model_dir, self.calls = at, model_dir, 0
+        self.lines, self.kept, self.seen = [], [], []
 
     def __enter__(self):
         sys.settrace(self.on_call)
@@ -86,9 +88,28 @@ class InterruptEpochEnd:
         point = frame.f_lineno if event == "line" else event
         if self.at is None and event in ("line", "return"):
             self.lines.append(point)
-        elif point == self.at:
-            raise KeyboardInterrupt
+            self.kept.append(kept_state(self.model_dir, frame.f_back.f_locals))
+        elif event in ("line", "return"):
+            self.seen.append(point)
+            if (point, self.seen.count(point)) == self.at:
+                raise KeyboardInterrupt
         return self.on_line
+
+
+def kept_state(model_dir, train_locals):
+    """All that outlives an interrupted ``train()``: the folder's files and the checkpointed variables.
+
+    The rest (the half-built progress record ``after``) dies with the call, so
+    two instants with the same kept state resume alike.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(model_dir)).encode() + hashlib.sha256(path.read_bytes()).digest())
+    trainer = train_locals["trainer"]
+    for variable in (*trainer.model.variables, *trainer.optimizer.variables, trainer.train_metrics.sums,
+                     trainer.step, *trainer.objective.state_variables(), train_locals["progress_var"]):
+        digest.update(np.asarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def comparable(model_dir):
@@ -98,7 +119,7 @@ def comparable(model_dir):
 
 @pytest.mark.slow
 def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run(tmp_path):
-    """#12.11: the epoch end is one commit; an interrupt at each of its lines, then a resume."""
+    """#12.11: the epoch end is one commit; an interrupt at each instant it changes what a run keeps, then a resume."""
     from lm_app.config import TrainConfig
     from lm_app.train import train
 
@@ -110,12 +131,16 @@ def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run
                            hidden=8, batch_size=16, epochs=2, dropout=0.2, seed=3, learning_rate=0.05,
                            valid_fraction=0.2, test_fraction=0)  # the old split: the smallest corpus that holds it
 
-    with InterruptEpochEnd() as trace:
+    with InterruptEpochEnd(model_dir=tmp_path / "straight") as trace:
         expected = train(config("straight"), **quiet)
-    points = list(dict.fromkeys(trace.lines))
-    assert len(points) > 5 and "return" in points
+    # One instant per kept state: the first line run after each change of the folder or the
+    # variables (a line run twice, as a `with`, is told apart by its count).
+    lines = trace.lines
+    points = [(lines[i], lines[:i + 1].count(lines[i]))
+              for i, kept in enumerate(trace.kept) if i == 0 or kept != trace.kept[i - 1]]
+    assert len(points) >= 5 and "return" in lines
     for point in points:
-        name = f"at-{point}"
+        name = "at-{}-{}".format(*point)
         with pytest.raises(KeyboardInterrupt), InterruptEpochEnd(at=point):
             train(config(name), **quiet)
         got = train(config(name), resume=True, **quiet)
