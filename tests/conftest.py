@@ -234,7 +234,7 @@ def train_on_cycle(work, name, **settings):
     if not (work / "vocab.txt").exists():
         cycle_corpus(work / "corpus")
         corpus.build_vocabulary(glob, min_count=3).save(work / "vocab.txt")
-    settings = dict(dict(embedding=16, hidden=48, batch_size=32, learning_rate=0.01, epochs=12,
+    settings = dict(dict(embedding=16, hidden=48, batch_size=32, learning_rate=0.01, epochs=3,
                          patience=4, seed=7, top_k=5), **settings)
     cfg = TrainConfig(corpus=glob, vocab=str(work / "vocab.txt"), model_dir=str(work / name), **settings)
     return train(cfg, verbose=0, log=lambda *a: None), work / name
