@@ -1,4 +1,4 @@
-"""The adaptive softmax (lm_app/layers/adaptive_softmax.py): an exact distribution, and a training path that scores it."""
+"""The adaptive softmax (lm_app/layers/adaptive_softmax.py): an exact distribution, and a training path scoring it."""
 import numpy as np
 import pytest
 import tensorflow as tf
