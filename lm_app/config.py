@@ -274,8 +274,8 @@ class TrainConfig:
                 yield f"--{part}-fraction and --{part}-corpus both choose the {part} text: give one"
         if self.embedding == ONEHOT and (stream or arch not in ("rnn", "lstm", "gru")):
             yield (ONEHOT_ONLY + (f" (--preset {self.preset} sets it: give --embedding N)" if self.preset else ""))
-        if self.softmax == "adaptive" and not stream:
-            yield "--softmax adaptive acts with --objective stream only"
+        if self.softmax == "adaptive" and not (stream or (self.objective == "window" and arch in CHOICES["cell"])):
+            yield "--softmax adaptive acts with --objective stream, or window with --arch rnn, lstm or gru"
         if "cutoffs" in changed and self.softmax != "adaptive":
             yield "--cutoffs acts with --softmax adaptive only"
         if self.softmax == "adaptive" and self.tied:

@@ -20,6 +20,7 @@ from .config import ONEHOT, ONEHOT_ONLY
 from .layers import (CELLS, LSTM, RNN, AdaptiveSoftmax, Attention, Decoder, Dropout, Encoder, Logits, TimeMajor,
                      padding_mask, project)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # the input kernel of a cell is (inputs, GATES * units)
+ADAPTIVE = "adaptive_softmax"  # the adaptive softmax layer's name in a model
 
 
 def make_cell(arch, units, dropout=0.0, seed=None, peephole=False):
@@ -52,12 +53,13 @@ def check_sizes(embedding, hidden, layers, dropout, onehot=False):
 
 
 def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, dropout=0.0,
-                seed=None, peephole=False):
+                seed=None, peephole=False, cutoffs=()):
     """The windowed model: embedding -> ``layers`` recurrent layers -> logits of the next word.
 
     The embedding replaces the notes' one-hot input by default: a learned
     vector per word, fed to the first layer's input kernel.  ``embedding="onehot"``
-    is the notes' input itself, see :func:`one_hot_input`.
+    is the notes' input itself, see :func:`one_hot_input`.  With ``cutoffs``
+    the output is an adaptive softmax's exact log-probabilities.
     """
     check_sizes(embedding, hidden, layers, dropout, onehot=True)
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
@@ -73,8 +75,17 @@ def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, drop
             one_hot_input(layer)
     if dropout:
         x = Dropout(dropout, seed=seed)(x)
-    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    if cutoffs:
+        logits = AdaptiveSoftmax(vocab_size, cutoffs, name=ADAPTIVE)(x)
+    else:
+        logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(ids, logits, name=f"{arch}_lm")
+
+
+def adaptive_parts(model):
+    """``(features model, AdaptiveSoftmax layer)`` of a window model built with cutoffs: training reads both."""
+    head = model.get_layer(ADAPTIVE)
+    return keras.Model(model.input, head.input), head
 
 
 def one_hot_input(layer):
@@ -139,7 +150,7 @@ class StreamLM(keras.Model):
                                      return_state=True, name=f"{arch}_{i + 1}", time_major=True)
                      for i in range(layers)]
         if cutoffs:
-            self.head = AdaptiveSoftmax(vocab_size, cutoffs, name="adaptive_softmax")
+            self.head = AdaptiveSoftmax(vocab_size, cutoffs, name=ADAPTIVE)
         else:
             self.head = TiedOutput(self.embed, name="logits") if tied else Logits(vocab_size, name="logits")
 
@@ -285,7 +296,7 @@ class Seq2SeqLM(keras.Model):
 def stream_model(cfg, vocab_size):
     """The model of a stream run, with its weights created."""
     model = StreamLM(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
-                     cfg.tied, cfg.seed, cfg.peephole, cfg.cutoffs if cfg.softmax == "adaptive" else ())
+                     cfg.tied, cfg.seed, cfg.peephole, cutoffs(cfg))
     model(ops.zeros((1, 1), dtype="int32"))
     model.recipe_init(cfg.seed)
     return model
@@ -311,5 +322,10 @@ def window_model(cfg, vocab_size):
         model((ops.zeros((1, cfg.window), dtype="int32"), ops.zeros((1, cfg.target_len), dtype="int32")))
     else:
         model = build_model(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
-                            cfg.seed, cfg.peephole)
+                            cfg.seed, cfg.peephole, cutoffs(cfg))
     return model
+
+
+def cutoffs(cfg):
+    """The adaptive softmax's cutoffs, or () for the full softmax."""
+    return cfg.cutoffs if cfg.softmax == "adaptive" else ()

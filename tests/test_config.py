@@ -38,7 +38,9 @@ REFUSED = [
      "--valid-fraction and --valid-corpus"),
     (["train", "--objective", "stream", "--arch", "attention"], "--arch attention reads windows"),
     # --softmax adaptive (#17.1): where it applies, and cutoffs that cut the vocabulary in order
-    (["train", "--softmax", "adaptive"], "--softmax adaptive acts with --objective stream only"),
+    (["train", "--softmax", "adaptive", "--arch", "attention"],
+     "--softmax adaptive acts with --objective stream, or window with --arch rnn, lstm or gru"),
+    (["train", "--softmax", "adaptive", "--objective", "dialogue", "--arch", "hred"], "--softmax adaptive acts with"),
     (["train", "--objective", "stream", "--cutoffs", "5,10"], "--cutoffs acts with --softmax adaptive only"),
     (["train", "--objective", "stream", "--softmax", "adaptive", "--tied", "--embedding", "8", "--hidden", "8"],
      "--softmax adaptive and --tied do not go together"),

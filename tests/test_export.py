@@ -144,3 +144,24 @@ def test_predict_generate_and_evaluate_read_the_adaptive_softmax_model(adaptive_
     report = json.loads(run_cli_in_process("evaluate", "--model-dir", model_dir, "--corpus", glob,
                                            "--json").stdout)
     assert report["perplexity"] < 2  # the cycle corpus is learnt: exact probabilities near 1
+
+
+def test_a_window_model_with_the_adaptive_softmax_exports_and_converts_to_tflite(tmp_path):
+    """#17.1 for --objective window: the SavedModel and the .tflite both give the exact distribution."""
+    from lm_app import tflite
+    from lm_app.evaluate import load_trained
+    from tests.conftest import train_cli
+
+    glob, vocab = tiny_corpus(tmp_path, repeats=20)
+    model_dir = tmp_path / "lm"
+    train_cli(glob, vocab, model_dir, "--arch", "gru", "--softmax", "adaptive", "--cutoffs", "4,10", "--embedding", 8,
+              "--hidden", 16, "--epochs", 1, run=run_cli_in_process)
+    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    probabilities = serve(text=tf.constant(["the dog ran to the"]))["probabilities"].numpy()
+    model, _, words = load_trained(model_dir)
+    ids = np.array([words.ids("the dog ran to the".split())], np.int32)
+    np.testing.assert_allclose(probabilities, np.exp(model(ids).numpy()), atol=1e-6)
+    np.testing.assert_allclose(probabilities.sum(), 1, atol=1e-5)
+    tflite.export_tflite(model_dir, tmp_path / "lm.tflite")
+    got = tflite.run_tflite((tmp_path / "lm.tflite").read_bytes(), ids)
+    np.testing.assert_allclose(got, probabilities, atol=1e-5)

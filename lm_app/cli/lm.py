@@ -261,8 +261,8 @@ def add_commands(sub):
                    "--embedding = --hidden; default: off)")
     g.add_argument("--softmax", default=defaults.softmax, choices=CHOICES["softmax"],
                    help="adaptive: the frequent words in a head, the rare ones in smaller tail clusters "
-                   "(Grave et al. 2017), far faster on a large vocabulary; --objective stream only "
-                   "(default: %(default)s)")
+                   "(Grave et al. 2017), far faster on a large vocabulary; --objective stream, or window "
+                   "with --arch rnn, lstm or gru (default: %(default)s)")
     g.add_argument("--cutoffs", type=cutoff_list, default=defaults.cutoffs, metavar="N,N,...",
                    help="--softmax adaptive: the ids (most frequent first) where the head and each tail "
                    "cluster end, increasing, below the vocabulary's size (default: 2000,10000)")

@@ -54,6 +54,7 @@ class AdaptiveSoftmax(keras.layers.Layer):
         assert cutoffs and 0 < cutoffs[0] and list(cutoffs) == sorted(set(cutoffs)) and cutoffs[-1] < units, cutoffs
         self.units, self.cutoffs, self.div_value = units, cutoffs, float(div_value)
         self.bounds = (*cutoffs, units)
+        self.supports_masking = True  # each position on its own, as a Dense layer: a mask passes through
 
     def build(self, input_shape):
         d = input_shape[-1]
