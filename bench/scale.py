@@ -1,16 +1,16 @@
 """The adaptive softmax at scale (#17.1): lm_app's full softmax, its adaptive softmax and PyTorch side by side.
 
-Gutenberg (``../shared/data/gutenberg``, 35 books' worth of authors, a vocabulary
-of about 23.5k words at ``--min-count 5``), the stream recipe of ``bench/lm.py``
+Gutenberg (``../shared/data/gutenberg``, one file per author, a vocabulary of
+over 20k words at ``--min-count 5``), the stream recipe of ``bench/lm.py``
 (LSTM 2 x 200, embedding 200, bptt 35, batch 20, dropout 0.2, SGD lr 20, clip
 0.25, lr / 4 on a plateau).  The split is by file, about 90/5/5: the files
 sorted by name, those at positions 4 and 24 (from 0) are the validation part,
 those at 14 and 34 the test part, the other 31 the training part; the script
 prints the files and writes them into the results.  The vocabulary is counted
-on the whole training files; a full epoch would be 3.6 M tokens, so each side
-trains on the first ``--train-tokens / 31`` tokens of every training file and
-is scored on the first tokens of the held-out files (``--held-out-tokens`` per
-part), which keeps the whole run within about 15 minutes.
+on the whole training files; a full epoch of them would take each side far
+longer than the 15 minutes the whole run may take, so each side trains on the
+first ``--train-tokens / 31`` tokens of every training file and is scored on
+the first tokens of the held-out files (``--held-out-tokens`` per part).
 
 Three processes take turns epoch by epoch, in an order that rotates each
 epoch (never two at once): lm_app with ``--softmax full``, lm_app with
@@ -23,7 +23,7 @@ test perplexity within 3 % of our full softmax), and writes them to
 
     .venv/bin/python bench/scale.py [--epochs 2] [--train-tokens 300000] [--quick]
 
-``--quick`` (about 2 minutes) checks that the script works; its figures mean little.
+``--quick`` checks that the script works (meant to take at most 2 minutes); its figures mean little.
 Needs ``pip install torch==2.13.0`` (CPU) for the PyTorch side; without it the
 two lm_app sides run alone and the script says so.
 """
@@ -201,7 +201,7 @@ def main(argv=None):
     parser.add_argument("--held-out-tokens", type=int, default=40_000,
                         help="tokens of the validation part and of the test part each (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
-                        help=f"a check that the script runs (about 2 minutes): {QUICK}")
+                        help=f"a check that the script runs, its figures rough: {QUICK}")
     parser.add_argument("--seed", type=int, default=lm.SEED)
     parser.add_argument("--only", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
