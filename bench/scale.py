@@ -21,7 +21,7 @@ ratios against the targets (adaptive >= 2x our full softmax, >= 2.5x PyTorch,
 test perplexity within 3 % of our full softmax), and writes them to
 ``bench/results/scale.json`` and ``bench/RESULTS.md``.
 
-    .venv/bin/python bench/scale.py [--epochs 3] [--train-tokens 600000] [--quick]
+    .venv/bin/python bench/scale.py [--epochs 3] [--train-tokens 400000] [--quick]
 
 ``--quick`` checks that the script works (meant to take at most 2 minutes); its figures mean little.
 Needs ``pip install torch==2.13.0`` (CPU) for the PyTorch side; without it the
@@ -196,7 +196,7 @@ def report(results, epochs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--train-tokens", type=int, default=600_000,
+    parser.add_argument("--train-tokens", type=int, default=400_000,
                         help="training tokens per epoch, the same share from each training file (default: %(default)s)")
     parser.add_argument("--held-out-tokens", type=int, default=40_000,
                         help="tokens of the validation part and of the test part each (default: %(default)s)")
