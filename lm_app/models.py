@@ -296,7 +296,7 @@ class Seq2SeqLM(keras.Model):
 def stream_model(cfg, vocab_size):
     """The model of a stream run, with its weights created."""
     model = StreamLM(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
-                     cfg.tied, cfg.seed, cfg.peephole, cutoffs(cfg))
+                     cfg.tied, cfg.seed, cfg.peephole, softmax_cutoffs(cfg))
     model(ops.zeros((1, 1), dtype="int32"))
     model.recipe_init(cfg.seed)
     return model
@@ -322,10 +322,10 @@ def window_model(cfg, vocab_size):
         model((ops.zeros((1, cfg.window), dtype="int32"), ops.zeros((1, cfg.target_len), dtype="int32")))
     else:
         model = build_model(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
-                            cfg.seed, cfg.peephole, cutoffs(cfg))
+                            cfg.seed, cfg.peephole, softmax_cutoffs(cfg))
     return model
 
 
-def cutoffs(cfg):
+def softmax_cutoffs(cfg):
     """The adaptive softmax's cutoffs, or () for the full softmax."""
     return cfg.cutoffs if cfg.softmax == "adaptive" else ()
