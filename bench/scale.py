@@ -128,7 +128,9 @@ class Side(lm.Child):
     """One side in its own process, run by this script (``bench/lm.py``'s turn-taking protocol)."""
 
     def __init__(self, name, epochs, work, seed):
-        env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+        # The caller's PYTHONPATH after the repository: a torch installed apart from the venv is found.
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="3")
         self.name, self.err = name, tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--only", name, "--epochs", str(epochs), "--work", str(work),
