@@ -5,11 +5,12 @@ so the CLI, a resumed run and a script calling ``train()`` are checked alike,
 each rule with one message that names the flag.
 """
 import dataclasses
+import json
 import math
 import os
 from fractions import Fraction
 
-from .corpus import find_files
+from .corpus import find_files, meta_path
 from .dialogue import settings as dialogue
 from .errors import UsageError
 
@@ -24,6 +25,7 @@ CHOICES = {
     "objective": ("window", "stream", "dialogue"),
     "optimizer": ("adam", "sgd"),
     "strategy": ("default", "mirrored", "multi-worker"),
+    "softmax": ("full", "adaptive"),
 }
 POSITIVE = ("window", "bptt", "hidden", "layers", "epochs", "patience", "batch_size",
             "top_k", "target_len")
@@ -49,6 +51,19 @@ def preset_flags(name):
 def embedding_size(text):
     """``--embedding``: a size, or ``onehot``; the range is checked by :meth:`TrainConfig.validate`."""
     return ONEHOT if text == ONEHOT else int(text)
+
+
+def cutoff_list(text):
+    """``--cutoffs 2000,10000``: integers; their order and range are checked by :meth:`TrainConfig.validate`."""
+    return tuple(int(part) for part in text.split(","))
+
+
+def vocabulary_size(path):
+    """The size recorded beside the vocabulary ``path``, or None when it cannot be read (loading it says why)."""
+    try:
+        return int(json.loads(meta_path(path).read_text(encoding="utf-8"))["size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 TRAIN, VALID, TEST = 0, 1, 2  # the parts of the corpus, as data.py labels its blocks
@@ -109,6 +124,8 @@ class TrainConfig:
     peephole: bool = False
     dropout: float = 0.0
     tied: bool = False
+    softmax: str = "full"
+    cutoffs: tuple = (2000, 10000)  # --softmax adaptive: where the head and each tail cluster end
     optimizer: str = "adam"
     epochs: int = 30
     batch_size: int = 128
@@ -135,6 +152,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.lr_decay is None:
             self.lr_decay = LR_DECAY.get(self.objective, 1.0)
+        if isinstance(self.cutoffs, list):  # as config.json and run.json keep it
+            self.cutoffs = tuple(self.cutoffs)
 
     @classmethod
     def from_dict(cls, stored):
@@ -189,11 +208,31 @@ class TrainConfig:
         conflict = next(self.conflicts(), None)
         if conflict:
             raise UsageError(conflict)
+        if self.softmax == "adaptive":
+            self.check_cutoffs()
         if self.init_embedding:
             self.check_init_embedding()
         if self.strategy == "multi-worker" and "TF_CONFIG" not in os.environ:
             raise UsageError("--strategy multi-worker needs the TF_CONFIG environment variable "
                              "(the cluster's workers and this one's index)")
+
+    def check_cutoffs(self):
+        """Cutoffs that cut the vocabulary into a head and tails: increasing, inside it.
+
+        Ids are in frequency order (``corpus.Vocabulary``: ``<pad>``, ``<unk>``,
+        then every word by descending count), so the head holds the most
+        frequent words.
+        """
+        cutoffs = self.cutoffs
+        shown = ",".join(map(str, cutoffs)) if isinstance(cutoffs, tuple) else repr(cutoffs)
+        if not (isinstance(cutoffs, tuple) and cutoffs
+                and all(isinstance(c, int) and not isinstance(c, bool) for c in cutoffs)
+                and 0 < cutoffs[0] and all(a < b for a, b in zip(cutoffs, cutoffs[1:]))):
+            raise UsageError(f"--cutoffs must be positive integers in increasing order, got {shown}")
+        size = vocabulary_size(self.vocab)
+        if size is not None and cutoffs[-1] >= size:
+            raise UsageError(f"--cutoffs must be below the vocabulary's size ({size} entries in {self.vocab}), "
+                             f"got {shown}")
 
     def check_init_embedding(self):
         """The vectors file's dimension is the embedding's: read from its header, before TensorFlow loads."""
@@ -235,6 +274,12 @@ class TrainConfig:
                 yield f"--{part}-fraction and --{part}-corpus both choose the {part} text: give one"
         if self.embedding == ONEHOT and (stream or arch not in ("rnn", "lstm", "gru")):
             yield (ONEHOT_ONLY + (f" (--preset {self.preset} sets it: give --embedding N)" if self.preset else ""))
+        if self.softmax == "adaptive" and not (stream or (self.objective == "window" and arch in CHOICES["cell"])):
+            yield "--softmax adaptive acts with --objective stream, or window with --arch rnn, lstm or gru"
+        if "cutoffs" in changed and self.softmax != "adaptive":
+            yield "--cutoffs acts with --softmax adaptive only"
+        if self.softmax == "adaptive" and self.tied:
+            yield "--softmax adaptive and --tied do not go together: the tail clusters have no embedding to share"
         if self.tied and self.embedding != self.hidden:
             yield "--tied needs --embedding equal to --hidden"
         if self.init_embedding and self.embedding == ONEHOT:

@@ -17,9 +17,10 @@ from keras import ops
 
 from . import losses
 from .config import ONEHOT, ONEHOT_ONLY
-from .layers import (CELLS, LSTM, RNN, Attention, Decoder, Dropout, Encoder, Logits, TimeMajor,
+from .layers import (CELLS, LSTM, RNN, AdaptiveSoftmax, Attention, Decoder, Dropout, Encoder, Logits, TimeMajor,
                      padding_mask, project)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # the input kernel of a cell is (inputs, GATES * units)
+ADAPTIVE = "adaptive_softmax"  # the adaptive softmax layer's name in a model
 
 
 def make_cell(arch, units, dropout=0.0, seed=None, peephole=False):
@@ -52,12 +53,13 @@ def check_sizes(embedding, hidden, layers, dropout, onehot=False):
 
 
 def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, dropout=0.0,
-                seed=None, peephole=False):
+                seed=None, peephole=False, cutoffs=()):
     """The windowed model: embedding -> ``layers`` recurrent layers -> logits of the next word.
 
     The embedding replaces the notes' one-hot input by default: a learned
     vector per word, fed to the first layer's input kernel.  ``embedding="onehot"``
-    is the notes' input itself, see :func:`one_hot_input`.
+    is the notes' input itself, see :func:`one_hot_input`.  With ``cutoffs``
+    the output is an adaptive softmax's exact log-probabilities.
     """
     check_sizes(embedding, hidden, layers, dropout, onehot=True)
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
@@ -73,8 +75,17 @@ def build_model(vocab_size, arch="rnn", embedding=64, hidden=128, layers=1, drop
             one_hot_input(layer)
     if dropout:
         x = Dropout(dropout, seed=seed)(x)
-    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    if cutoffs:
+        logits = AdaptiveSoftmax(vocab_size, cutoffs, name=ADAPTIVE)(x)
+    else:
+        logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(ids, logits, name=f"{arch}_lm")
+
+
+def adaptive_parts(model):
+    """``(features model, AdaptiveSoftmax layer)`` of a window model built with cutoffs: training reads both."""
+    head = model.get_layer(ADAPTIVE)
+    return keras.Model(model.input, head.input), head
 
 
 def one_hot_input(layer):
@@ -121,22 +132,27 @@ class StreamLM(keras.Model):
     """The standard-protocol model (as PyTorch's ``word_language_model``): every position predicts its next token.
 
     Dropout on the embeddings, between layers and before the softmax, as in
-    Zaremba et al. (2014).
+    Zaremba et al. (2014).  With ``cutoffs`` the softmax is adaptive
+    (:class:`lm_app.layers.AdaptiveSoftmax`) and the model's "logits" are the
+    exact log-probabilities.
     """
 
     def __init__(self, vocab_size, arch="lstm", embedding=200, hidden=200, layers=2, dropout=0.2,
-                 tied=False, seed=None, peephole=False, **kwargs):
+                 tied=False, seed=None, peephole=False, cutoffs=(), **kwargs):
         super().__init__(**kwargs)
         check_sizes(embedding, hidden, layers, dropout)
         assert not tied or embedding == hidden, (embedding, hidden)
+        assert not (tied and cutoffs), "TrainConfig.validate refuses --tied with --softmax adaptive"
         self.arch, self.hidden, self.n_layers = arch, hidden, layers
         self.embed = keras.layers.Embedding(vocab_size, embedding, name="embedding")
         self.drop = Dropout(dropout, seed=seed)
         self.rnns = [recurrent_layer(arch, hidden, 0.0, seed, peephole, return_sequences=True,
                                      return_state=True, name=f"{arch}_{i + 1}", time_major=True)
                      for i in range(layers)]
-        self.head = (TiedOutput(self.embed, name="logits") if tied
-                     else Logits(vocab_size, name="logits"))
+        if cutoffs:
+            self.head = AdaptiveSoftmax(vocab_size, cutoffs, name=ADAPTIVE)
+        else:
+            self.head = TiedOutput(self.embed, name="logits") if tied else Logits(vocab_size, name="logits")
 
     def recipe_init(self, seed=None):
         """Give the (built) model PyTorch ``word_language_model``'s initial weights.
@@ -157,9 +173,18 @@ class StreamLM(keras.Model):
             return rng.uniform(-bound, bound, variable.shape).astype(variable.dtype)
 
         self.embed.embeddings.assign(uniform(self.embed.embeddings, 0.1))
-        if isinstance(self.head, Logits):  # a tied head reads the embedding
-            self.head.kernel.assign(uniform(self.head.kernel, 0.1))
-        self.head.bias.assign(np.zeros(self.head.bias.shape, self.head.bias.dtype))
+        if isinstance(self.head, AdaptiveSoftmax):
+            # The head as the recipe's softmax; the clusters' layers as PyTorch's nn.Linear starts them.
+            self.head.head_kernel.assign(uniform(self.head.head_kernel, 0.1))
+            for weight in self.head.trainable_weights:
+                if weight.name.endswith("bias"):
+                    weight.assign(np.zeros(weight.shape, weight.dtype))
+                elif weight is not self.head.head_kernel:
+                    weight.assign(uniform(weight, 1 / math.sqrt(weight.shape[0])))
+        else:
+            if isinstance(self.head, Logits):  # a tied head reads the embedding
+                self.head.kernel.assign(uniform(self.head.kernel, 0.1))
+            self.head.bias.assign(np.zeros(self.head.bias.shape, self.head.bias.dtype))
         bound = 1 / math.sqrt(self.hidden)
         for layer in self.rnns:
             for weight in layer.trainable_weights:
@@ -189,6 +214,8 @@ class StreamLM(keras.Model):
         with the loss (:mod:`lm_app.losses`).
         """
         x, states = self.features(ids, states, training)
+        if isinstance(self.head, AdaptiveSoftmax):
+            return self.head.token_losses(x, labels, training), states
         return losses.projected_token_losses(x, *self.head.affine(), labels, training), states
 
     def features(self, ids, states=None, training=False):
@@ -269,7 +296,7 @@ class Seq2SeqLM(keras.Model):
 def stream_model(cfg, vocab_size):
     """The model of a stream run, with its weights created."""
     model = StreamLM(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
-                     cfg.tied, cfg.seed, cfg.peephole)
+                     cfg.tied, cfg.seed, cfg.peephole, softmax_cutoffs(cfg))
     model(ops.zeros((1, 1), dtype="int32"))
     model.recipe_init(cfg.seed)
     return model
@@ -295,5 +322,10 @@ def window_model(cfg, vocab_size):
         model((ops.zeros((1, cfg.window), dtype="int32"), ops.zeros((1, cfg.target_len), dtype="int32")))
     else:
         model = build_model(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout,
-                            cfg.seed, cfg.peephole)
+                            cfg.seed, cfg.peephole, softmax_cutoffs(cfg))
     return model
+
+
+def softmax_cutoffs(cfg):
+    """The adaptive softmax's cutoffs, or () for the full softmax."""
+    return cfg.cutoffs if cfg.softmax == "adaptive" else ()

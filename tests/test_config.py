@@ -1,4 +1,5 @@
 """Every flag acts or is refused: one rule per line of a table, checked through the CLI in-process."""
+import dataclasses
 import json
 import math
 
@@ -36,6 +37,19 @@ REFUSED = [
     (["train", "--objective", "stream", "--valid-corpus", "corpus/**/*.txt", "--valid-fraction", "0.2"],
      "--valid-fraction and --valid-corpus"),
     (["train", "--objective", "stream", "--arch", "attention"], "--arch attention reads windows"),
+    # --softmax adaptive (#17.1): where it applies, and cutoffs that cut the vocabulary in order
+    (["train", "--softmax", "adaptive", "--arch", "attention"],
+     "--softmax adaptive acts with --objective stream, or window with --arch rnn, lstm or gru"),
+    (["train", "--softmax", "adaptive", "--objective", "dialogue", "--arch", "hred"], "--softmax adaptive acts with"),
+    (["train", "--objective", "stream", "--cutoffs", "5,10"], "--cutoffs acts with --softmax adaptive only"),
+    (["train", "--objective", "stream", "--softmax", "adaptive", "--tied", "--embedding", "8", "--hidden", "8"],
+     "--softmax adaptive and --tied do not go together"),
+    (["train", "--objective", "stream", "--softmax", "adaptive", "--cutoffs", "10,5"],
+     "--cutoffs must be positive integers in increasing order, got 10,5"),
+    (["train", "--objective", "stream", "--softmax", "adaptive", "--cutoffs", "5,5"], "in increasing order"),
+    (["train", "--objective", "stream", "--softmax", "adaptive", "--cutoffs", "0,5"], "positive integers"),
+    (["train", "--objective", "stream", "--softmax", "adaptive", "--cutoffs", "5,x"],
+     "argument --cutoffs: invalid cutoff_list value: '5,x'"),
     (["train", "--arch", "rnn", "--cell", "lstm"], "--cell acts with --arch attention or seq2seq only"),
     (["train", "--arch", "lstm", "--score", "dot"], "--score acts with --arch attention or seq2seq only"),
     (["train", "--arch", "attention", "--target-len", "2"], "--target-len acts with --arch seq2seq only"),
@@ -182,3 +196,20 @@ def test_tied_needs_equal_embedding_and_hidden(tmp_path):
     proc = run_cli_in_process("train", "--corpus", glob, "--vocab", vocab, "--model-dir", tmp_path / "lm",
                    "--objective", "stream", "--tied", "--embedding", 16, "--hidden", 32)
     assert_usage_error(proc, "--tied needs --embedding equal to --hidden")
+
+
+def test_cutoffs_must_be_below_the_vocabulary_size_and_survive_config_json(tmp_path, capsys):
+    """#17.1: the size is read beside the vocabulary, before TensorFlow loads; config.json keeps the cutoffs."""
+    from lm_app import corpus
+
+    glob = str(cycle_corpus(tmp_path / "corpus", repeats=5) / "*.txt")
+    vocab = corpus.build_vocabulary(glob, min_count=0)
+    vocab.save(tmp_path / "vocab.txt")
+    code, _, err = main_in_process("train", "--corpus", glob, "--vocab", tmp_path / "vocab.txt", "--objective",
+                                   "stream", "--softmax", "adaptive", "--cutoffs", f"4,{len(vocab)}", capsys=capsys)
+    assert_one_line_error(code, err, "train", f"--cutoffs must be below the vocabulary's size ({len(vocab)} entries")
+    cfg = TrainConfig(corpus=glob, vocab=str(tmp_path / "vocab.txt"), objective="stream", softmax="adaptive",
+                      cutoffs=(4, len(vocab) - 1))
+    cfg.validate()
+    again = TrainConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(cfg))))
+    assert again == cfg and again.changed() == {"corpus", "vocab", "softmax", "cutoffs"}

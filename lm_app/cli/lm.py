@@ -183,7 +183,8 @@ def add_serve_parser(sub, model_dir_default):
 
 def add_commands(sub):
     """Declare the language model's sub-commands on ``sub`` (the top parser's sub-parsers)."""
-    from ..config import CHOICES, LR_DECAY, ONEHOT, PRESETS, SEED_MAX, TrainConfig, embedding_size, preset_flags
+    from ..config import (CHOICES, LR_DECAY, ONEHOT, PRESETS, SEED_MAX, TrainConfig, cutoff_list, embedding_size,
+                         preset_flags)
 
     defaults = TrainConfig()
     p = sub.add_parser("build-dict", help="count the corpus and write the vocabulary",
@@ -258,6 +259,13 @@ def add_commands(sub):
     g.add_argument("--tied", action="store_true",
                    help="share the embedding and softmax weights, --objective stream only (needs "
                    "--embedding = --hidden; default: off)")
+    g.add_argument("--softmax", default=defaults.softmax, choices=CHOICES["softmax"],
+                   help="adaptive: the frequent words in a head, the rare ones in smaller tail clusters "
+                   "(Grave et al. 2017), far faster on a large vocabulary; --objective stream, or window "
+                   "with --arch rnn, lstm or gru (default: %(default)s)")
+    g.add_argument("--cutoffs", type=cutoff_list, default=defaults.cutoffs, metavar="N,N,...",
+                   help="--softmax adaptive: the ids (most frequent first) where the head and each tail "
+                   "cluster end, increasing, below the vocabulary's size (default: 2000,10000)")
     g.add_argument("--top-k", type=int, default=defaults.top_k,
                    help="next words the exported model returns (default: %(default)s)")
     g.add_argument("--init-embedding", default=defaults.init_embedding, metavar="VECTORS",

@@ -1,4 +1,5 @@
 """The project's own Keras layers, one file per family, each with its equations."""
+from .adaptive_softmax import AdaptiveSoftmax
 from .attention import Attention
 from .bidirectional import bidirectional
 from .cells import CELLS
@@ -10,5 +11,5 @@ from .rnn import SimpleRNNCell
 from .seq2seq import Decoder, Encoder, padding_mask
 from .time_major import TimeMajor
 
-__all__ = ["CELLS", "Attention", "Decoder", "Dropout", "Encoder", "GRUCell", "LSTM", "LSTMCell",
+__all__ = ["CELLS", "AdaptiveSoftmax", "Attention", "Decoder", "Dropout", "Encoder", "GRUCell", "LSTM", "LSTMCell",
            "Logits", "RNN", "SimpleRNNCell", "TimeMajor", "bidirectional", "padding_mask", "project"]

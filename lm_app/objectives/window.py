@@ -1,7 +1,7 @@
 """The notes' objective: shuffled windows of ``--window`` words, each predicting the word after it."""
 from .. import data, losses
 from ..errors import UsageError
-from ..models import window_model
+from ..models import adaptive_parts, window_model
 from .base import SPLIT_NAMES, Objective, held_out_parts, held_out_sources
 
 
@@ -32,6 +32,8 @@ class WindowObjective(Objective):
 
     def build(self, vocab_size):
         self.model = self.start_embedding(window_model(self.cfg, vocab_size))
+        # --softmax adaptive trains from the features: the full logits are never built.
+        self.adaptive = adaptive_parts(self.model) if self.cfg.softmax == "adaptive" else None
         return self.model
 
     def batches(self, epoch, skip):
@@ -40,6 +42,9 @@ class WindowObjective(Objective):
                             seed=self.cfg.seed * 100_003 + epoch).skip(skip)
 
     def token_losses(self, x, y, training):
+        if self.adaptive:
+            features, head = self.adaptive
+            return head.token_losses(features(x, training=training), y, training)
         if self.cfg.arch == "seq2seq":  # teacher forcing: the decoder reads the true words
             logits = self.model((x, self.model.decoder_inputs(x, y)), training=training)
         else:

@@ -5,7 +5,7 @@ import pytest
 from lm_app import data
 from lm_app.errors import UsageError
 from lm_app.objectives import StreamObjective
-from tests.test_objectives.common import assert_same_batches, make
+from tests.test_objectives.common import assert_adaptive_softmax_trains, assert_same_batches, make
 
 ROWS, BPTT = 2, 5
 
@@ -61,3 +61,10 @@ def test_evaluate_reads_the_part_from_a_zero_state_and_gives_the_training_state_
 def test_too_many_rows_for_the_corpus_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="too small for 200 rows plus validation and test parts"):
         make(StreamObjective, tmp_path, objective="stream", batch_size=200)
+
+
+def test_the_adaptive_softmax_trains_on_the_stream_with_and_without_native_kernels(tmp_path, native_or_xla):
+    """#17.1: the carried state restarts before each of the two scorings, so they read the same chunk alike."""
+    stream = make(StreamObjective, tmp_path, build=True, objective="stream", arch="lstm", bptt=BPTT,
+                  batch_size=ROWS, softmax="adaptive", cutoffs=(4, 10))
+    assert_adaptive_softmax_trains(stream, *next(iter(stream.batches(0, 0))))

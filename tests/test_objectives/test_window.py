@@ -4,7 +4,7 @@ import pytest
 
 from lm_app.errors import UsageError
 from lm_app.objectives import WindowObjective
-from tests.test_objectives.common import assert_same_batches, make
+from tests.test_objectives.common import assert_adaptive_softmax_trains, assert_same_batches, make
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +43,11 @@ def test_token_losses_score_each_window_and_keep_no_state(window):
 def test_a_corpus_too_small_for_its_parts_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="too small for windows of 200 words plus validation and test parts"):
         make(WindowObjective, tmp_path, window=200)
+
+
+def test_the_adaptive_softmax_trains_on_windows_with_and_without_native_kernels(tmp_path, native_or_xla):
+    window = make(WindowObjective, tmp_path, build=True, arch="lstm", batch_size=8, softmax="adaptive",
+                  cutoffs=(4, 10))
+    x, y = next(iter(window.batches(0, 0)))
+    assert_adaptive_softmax_trains(window, x, y)
+    np.testing.assert_allclose(np.exp(window.model(x).numpy()).sum(-1), 1, atol=1e-5)
