@@ -116,32 +116,60 @@ def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.1, te
     ``split`` is ``"train"``, ``"valid"``, ``"test"`` or ``"all"``.  With
     ``targets`` > 1 the label is the next ``targets`` ids (for the seq2seq model).
     """
-    assert window > 0 and (split == "all" or split in PARTS), (window, split)  # --window: TrainConfig.validate
+    assert split == "all" or split in PARTS, split
+    ds, in_part = _numbered_windows(files, vocab, window, valid_fraction, test_fraction, block, targets)
+    if split != "all":
+        ds = ds.map(lambda index, windows: tf.boolean_mask(windows, in_part(index, PARTS[split])))
+    else:
+        ds = ds.map(lambda index, windows: windows)
+    if targets == 1:
+        return ds.unbatch().map(lambda w: (w[:window], w[window]))
+    return ds.unbatch().map(lambda w: (w[:window], w[window:]))
+
+
+def window_counts(files, vocab, window=5, valid_fraction=0.1, test_fraction=0.1, block=None, targets=1):
+    """The windows of every part, ``{"train": n, "valid": n, "test": n, "all": n}``, in one pass over the files.
+
+    What :func:`window_dataset` would yield for each ``split``, without reading
+    the corpus once per part.
+    """
+    ds, in_part = _numbered_windows(files, vocab, window, valid_fraction, test_fraction, block, targets)
+    names = list(PARTS)
+
+    def add(counts, numbered):
+        index, _ = numbered
+        parts = [tf.math.count_nonzero(in_part(index, PARTS[name]), dtype=tf.int64) for name in names]
+        return counts + tf.stack([*parts, tf.size(index, out_type=tf.int64)])
+
+    counts = ds.reduce(tf.zeros([len(names) + 1], tf.int64), add).numpy()
+    return dict(zip([*names, "all"], map(int, counts)))
+
+
+def _numbered_windows(files, vocab, window, valid_fraction, test_fraction, block, targets):
+    """``(index, windows)`` blocks of the corpus's windows, and ``in_part(index, part)``: which are the part's.
+
+    Windows that share words with a block of another part are in no part.
+    """
+    assert window > 0, window  # --window: TrainConfig.validate
     cycle = split_cycle(valid_fraction, test_fraction)
     span = window + targets - 1  # a window and its labels cover span + 1 tokens
     block = block or default_block(files, span, len(cycle))
     table = lookup_table(vocab)
+    parts = tf.constant(cycle, tf.int64)
+
+    def number(count, windows):
+        n = tf.shape(windows, out_type=tf.int64)[0]
+        return count + n, (count + tf.range(n), windows)
+
+    def in_part(index, part):
+        own = tf.gather(parts, (index // block) % len(cycle))
+        previous = tf.gather(parts, (index // block - 1) % len(cycle))
+        at_edge = (index % block < span) & (own != previous)  # shares words with the block before
+        return (own == part) & ~at_edge
 
     ds = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(
         lambda path: file_windows(path, table, vocab, span))
-
-    if split != "all":
-        parts = tf.constant(cycle, tf.int64)
-
-        def number(count, windows):
-            n = tf.shape(windows, out_type=tf.int64)[0]
-            return count + n, (count + tf.range(n), windows)
-
-        def select(index, windows):
-            part = tf.gather(parts, (index // block) % len(cycle))
-            previous = tf.gather(parts, (index // block - 1) % len(cycle))
-            at_edge = (index % block < span) & (part != previous)  # shares words with the block before
-            return tf.boolean_mask(windows, (part == PARTS[split]) & ~at_edge)
-
-        ds = ds.scan(tf.constant(0, tf.int64), number).map(select)
-    if targets == 1:
-        return ds.unbatch().map(lambda w: (w[:window], w[window]))
-    return ds.unbatch().map(lambda w: (w[:window], w[window:]))
+    return ds.scan(tf.constant(0, tf.int64), number), in_part
 
 
 def batched(ds, batch_size, shuffle=False, seed=None, shuffle_buffer=10_000):
@@ -158,13 +186,6 @@ def without_autotune(ds):
     options.autotune.enabled = False
     options.deterministic = True
     return ds.with_options(options)
-
-
-def count_batches(ds):
-    """Batches in a finite dataset (one pass over it), for progress bars and empty checks."""
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-
-
 
 
 def token_ids(files, vocab):

@@ -68,6 +68,12 @@ def test_three_parts_are_disjoint_eight_one_one_and_cover_the_data(tmp_path):
     assert kept == sorted(set(everything) - dropped)
     shares = {split: len(parts[split]) / len(kept) for split in parts}
     assert shares["train"] > 0.75 and 0.07 < shares["valid"] < 0.13 and 0.07 < shares["test"] < 0.13
+    # The one-pass count the window objective sizes its epochs with agrees with each part, across files too.
+    (tmp_path / "b.txt").write_text(" ".join(words[:95]), encoding="utf-8")
+    files.append(str(tmp_path / "b.txt"))
+    counts = data.window_counts(files, vocab, window, 0.1, 0.1, block)
+    assert counts == {split: len(positions(split)) for split in ("train", "valid", "test", "all")}
+    assert counts["train"] > len(parts["train"])
 
 
 def test_a_test_share_of_zero_leaves_train_and_validation_as_before(tmp_path):

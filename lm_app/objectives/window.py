@@ -12,16 +12,24 @@ class WindowObjective(Objective):
         self.cfg = cfg
         targets = cfg.target_len if cfg.arch == "seq2seq" else 1
 
+        shape = dict(window=cfg.window, targets=targets)
+        splits = dict(zip(("valid_fraction", "test_fraction"), cfg.held_out_shares()))
+
         def windows(files, split):
-            return data.window_dataset(files, vocab, cfg.window, split, *cfg.held_out_shares(), targets=targets)
+            return data.window_dataset(files, vocab, split=split, **shape, **splits)
 
         self.train_windows = windows(files, "train")
         # Validation picks the weights and drives early stopping and the learning rate; test only scores.
+        sources = held_out_sources(cfg)
         self.held_out = {split: data.batched(windows(own, "all") if own else windows(files, split),
                                              cfg.batch_size)
-                         for split, own in held_out_sources(cfg)}
-        self.n_train = data.count_batches(data.batched(self.train_windows, cfg.batch_size))
-        counts = {split: data.count_batches(ds) for split, ds in self.held_out.items()}
+                         for split, own in sources}
+        # One pass over the corpus counts every part's windows (a pass per part would read it thrice).
+        shared = data.window_counts(files, vocab, **shape, **splits)
+        windows_in = {split: data.window_counts(own, vocab, **shape)["all"] if own else shared[split]
+                      for split, own in sources}
+        self.n_train = -(-shared["train"] // cfg.batch_size)
+        counts = {split: -(-n // cfg.batch_size) for split, n in windows_in.items()}
         if self.n_train == 0 or 0 in counts.values():
             raise UsageError(
                 f"the corpus {cfg.corpus!r} is too small for windows of {cfg.window} words "
