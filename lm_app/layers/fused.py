@@ -7,6 +7,8 @@ before the loop, and each step does only the recurrent product and the gates,
 in training through a whole-sequence loop with hand-written BPTT (lm_app's
 native kernels on a CPU, else the XLA-compiled loop :func:`xla` makes).
 """
+import os
+
 import keras
 from keras import ops
 
@@ -28,6 +30,18 @@ def xla(fn):
     if fn not in _compiled:
         _compiled[fn] = tf().function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
     return _compiled[fn]
+
+
+def cpu_halves(batch):
+    """The sizes of two half-batches for the XLA loops on a multi-core CPU, or None to run the batch whole.
+
+    One loop's small matmuls keep one core busy, so there the batch runs as
+    two half-batch loops, which TensorFlow schedules on two cores at once.
+    """
+    cpu_cores = 0 if tf().config.list_logical_devices("GPU") else os.cpu_count() or 1
+    if batch is None or batch < 8 or cpu_cores < 2:
+        return None
+    return [batch // 2, batch - batch // 2]
 
 
 class FusedRNN(keras.layers.Layer):

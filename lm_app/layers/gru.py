@@ -29,7 +29,7 @@ from keras import ops
 
 from .. import native
 from .dropout import DropoutMasks
-from .fused import FusedRNN, tf, xla
+from .fused import FusedRNN, cpu_halves, tf, xla
 from .projection import project
 
 
@@ -172,14 +172,24 @@ def gru_recurrence(z_x, h0, recurrent_kernel, recurrent_bias):
     Forward and backward are whole-sequence loops with a hand-written
     gradient, as :func:`lm_app.layers.lstm.lstm_recurrence`'s: lm_app's native
     kernels on a CPU (each core runs the whole sequence for its share of the
-    batch), else the XLA loops above.
+    batch), else the XLA loops above, in two half-batches on a multi-core CPU.
     """
     t = tf()
     kernels = native.ops()
     if kernels is not None:
-        forward, backward = kernels.lm_app_gru_forward, kernels.lm_app_gru_backward
-    else:
-        forward, backward = xla(_forward), xla(_backward)
+        return _recurrence(z_x, h0, recurrent_kernel, recurrent_bias,
+                           (kernels.lm_app_gru_forward, kernels.lm_app_gru_backward))
+    halves = cpu_halves(z_x.shape[1])
+    if halves:
+        return t.concat([_recurrence(z, h, recurrent_kernel, recurrent_bias)
+                         for z, h in zip(t.split(z_x, halves, axis=1), t.split(h0, halves))], 1)
+    return _recurrence(z_x, h0, recurrent_kernel, recurrent_bias)
+
+
+def _recurrence(z_x, h0, recurrent_kernel, recurrent_bias, loops=None):
+    """The recurrence with its hand-written gradient; ``loops`` is ``(forward, backward)``, XLA's by default."""
+    t = tf()
+    forward, backward = loops or (xla(_forward), xla(_backward))
 
     @t.custom_gradient
     def run(z_x, h0, recurrent_kernel, recurrent_bias):

@@ -23,14 +23,12 @@ Weights are laid out as ``keras.layers.LSTMCell`` lays them out: ``kernel``
 (4*units), gates in the order i, f, c, o, so they copy across directly.  All
 four gates come out of one matmul for the input and one for the state.
 """
-import os
-
 import keras
 from keras import ops
 
 from .. import native
 from .dropout import DropoutMasks
-from .fused import FusedRNN
+from .fused import FusedRNN, cpu_halves
 from .fused import tf as _tf
 from .fused import xla as _xla
 from .projection import project
@@ -202,12 +200,8 @@ def lstm_recurrence(z_x, h0, c0, recurrent_kernel):
     kernels = native.ops()
     if kernels is not None:
         return _recurrence(z_x, h0, c0, recurrent_kernel, _native_loops(kernels))
-    # XLA: one loop's small matmuls keep one core busy, so on a multi-core CPU the batch runs as
-    # two half-batch loops, which TensorFlow schedules on two cores at once.
-    batch = z_x.shape[1]
-    cpu_cores = 0 if tf.config.list_logical_devices("GPU") else os.cpu_count() or 1
-    if batch is not None and batch >= 8 and cpu_cores > 1:
-        halves = [batch // 2, batch - batch // 2]
+    halves = cpu_halves(z_x.shape[1])
+    if halves:
         parts = [_recurrence(*args, recurrent_kernel) for args in zip(
             tf.split(z_x, halves, axis=1), tf.split(h0, halves), tf.split(c0, halves))]
         return tf.concat([hs for hs, _ in parts], 1), tf.concat([c for _, c in parts], 0)
