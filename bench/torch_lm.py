@@ -1,4 +1,4 @@
-"""The reference: a minimal PyTorch ``nn.LSTM`` (or ``nn.GRU``) language model on the recipe of PyTorch's ``word_language_model``.
+"""The reference: a minimal PyTorch ``nn.LSTM`` (or ``nn.GRU``) language model on ``word_language_model``'s recipe.
 
 Written for the side-by-side benchmark (``bench/lm.py``), so both models see
 the same token ids, rows, chunks and schedule: uniform(-0.1, 0.1) embedding

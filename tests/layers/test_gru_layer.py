@@ -69,7 +69,7 @@ def test_fused_training_equals_keras_gru(native_or_xla):
 
 
 def test_the_state_carries_across_chunks(native_or_xla):
-    """Two chunks, the second starting from the first's final state, are one chunk of both: what the stream protocol relies on."""
+    """Two chunks, the second from the first's final state, are one chunk of both (the stream protocol's premise)."""
     x, h0, fused, _ = twins(5, return_sequences=True)
     whole, h_whole = fused(x, initial_state=[h0], training=True)
     first, h_first = fused(x[:, :3], initial_state=[h0], training=True)
