@@ -2,8 +2,8 @@
 
 Each model is embedding 200 -> 2 recurrent layers of 200 units -> softmax over
 3,616 words, trained (forward, backward, Adam step) on sequences of 35 tokens.
-``rnn``, ``lstm``, ``gru``: our cells in ``keras.layers.RNN``; ``lstm-layer``:
-our ``LSTM`` layer with its training fast path.
+``rnn``, ``lstm``, ``gru``: our cells in ``keras.layers.RNN``; ``lstm-layer``,
+``gru-layer``: our ``LSTM`` and ``GRU`` layers with their training fast paths.
 Ours and the built-in alternate in short rounds, so a noisy neighbour slows
 both alike; the ratio is of medians.
 
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import record  # noqa: E402
-from lm_app.layers import LSTM, GRUCell, LSTMCell, SimpleRNNCell  # noqa: E402
+from lm_app.layers import GRU, LSTM, GRUCell, LSTMCell, SimpleRNNCell  # noqa: E402
 
 VOCAB, EMBED, UNITS, LAYERS, STEPS = 3616, 200, 200, 2, 35
 
@@ -37,9 +37,11 @@ PAIRS = {
              lambda: keras.layers.LSTM(UNITS, return_sequences=True)),
     "gru": (lambda: keras.layers.RNN(GRUCell(UNITS), return_sequences=True),
             lambda: keras.layers.GRU(UNITS, return_sequences=True)),
-    # Our whole-sequence LSTM layer: in training, the XLA loops with hand-written BPTT.
+    # Our whole-sequence layers: in training, the native (or XLA) loops with hand-written BPTT.
     "lstm-layer": (lambda: LSTM(UNITS, return_sequences=True),
                    lambda: keras.layers.LSTM(UNITS, return_sequences=True)),
+    "gru-layer": (lambda: GRU(UNITS, return_sequences=True),
+                  lambda: keras.layers.GRU(UNITS, return_sequences=True)),
 }
 
 

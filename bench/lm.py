@@ -1,7 +1,7 @@
 """lm_app against PyTorch on PyTorch's own ``word_language_model`` protocol, side by side in one run.
 
 Shakespeare (``../shared/data/shakespeare``, PTB format), the recipe's small
-configuration: LSTM, 2 layers x 200, embedding 200, bptt 35, batch 20,
+configuration: LSTM (``--cell gru``: GRU, against ``nn.GRU``), 2 layers x 200, embedding 200, bptt 35, batch 20,
 dropout 0.2, SGD lr 20 with gradient clipping 0.25 and lr / 4 on a plateau,
 4 epochs.  Each side runs in its own process, so each peak memory is its
 own, and the two take turns epoch by epoch (never at once: two trainings on
@@ -15,7 +15,7 @@ ratios, because one seed's test perplexity varies by several points; also
 build-dict throughput on the text repeated to 25 and 100 MB, and its peak
 memory at both sizes.
 
-    .venv/bin/python bench/lm.py [--epochs 4] [--pairs N] [--build-dict-only]
+    .venv/bin/python bench/lm.py [--epochs 4] [--pairs N] [--cell lstm|gru] [--build-dict-only]
 
 Needs ``pip install torch==2.13.0`` (CPU) for the PyTorch side.
 """
@@ -50,7 +50,7 @@ def hand_over(record):
     sys.stdin.readline()
 
 
-def run_ours(epochs, work, seed):
+def run_ours(epochs, work, seed, cell="lstm"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from lm_app import corpus, evaluate
     from lm_app.config import TrainConfig
@@ -61,7 +61,7 @@ def run_ours(epochs, work, seed):
     cfg = TrainConfig(corpus=str(DATA / "train.txt"), valid_corpus=str(DATA / "valid.txt"),
                       test_corpus=str(DATA / "test.txt"),
                       vocab=str(work / "vocab.txt"), model_dir=str(work / "lm"), objective="stream",
-                      arch="lstm", layers=RECIPE["nlayers"], embedding=RECIPE["emsize"],
+                      arch=cell, layers=RECIPE["nlayers"], embedding=RECIPE["emsize"],
                       hidden=RECIPE["nhid"], bptt=RECIPE["bptt"], batch_size=RECIPE["batch_size"],
                       dropout=RECIPE["dropout"], optimizer="sgd", learning_rate=RECIPE["lr"],
                       clip_norm=RECIPE["clip"], lr_decay=4.0, epochs=epochs, patience=epochs, seed=seed)
@@ -76,7 +76,7 @@ def run_ours(epochs, work, seed):
             "vocab": len(vocab)}
 
 
-def run_torch(epochs, work, seed):
+def run_torch(epochs, work, seed, cell="lstm"):
     import numpy as np
 
     import bench.torch_lm as torch_lm
@@ -87,7 +87,7 @@ def run_torch(epochs, work, seed):
            for split in ("train", "valid", "test")}
     records, test_ppl = torch_lm.run(ids["train"], ids["valid"], ids["test"], len(vocab),
                                      **dict(RECIPE, epochs=epochs), seed=seed, log=lambda *a: None,
-                                     on_epoch=hand_over)
+                                     on_epoch=hand_over, cell=cell)
     return {"epochs": records, "test_perplexity": test_ppl, "peak_mib": peak_mib(), "vocab": len(vocab)}
 
 
@@ -132,11 +132,12 @@ class Child:
     """One side (or build-dict) in its own process; it prints ``EPOCH {...}`` after each epoch
     and waits for a line on stdin, and ``RESULT {...}`` at the end."""
 
-    def __init__(self, name, epochs, mb=100, seed=SEED):
+    def __init__(self, name, epochs, mb=100, seed=SEED, cell="lstm"):
         env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
         self.name, self.err = name, tempfile.TemporaryFile("w+")  # a file: a full stderr pipe would block
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--only", name, "--epochs", str(epochs), "--mb", str(mb), "--seed", str(seed)],
+            [sys.executable, __file__, "--only", name, "--epochs", str(epochs), "--mb", str(mb), "--seed", str(seed),
+             "--cell", cell],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True, env=env, cwd=ROOT)
 
     def until(self, tag):
@@ -162,11 +163,11 @@ def child(name, epochs, mb=100):
     return Child(name, epochs, mb).result()
 
 
-def run_pair(epochs, seed):
+def run_pair(epochs, seed, cell="lstm"):
     """lm_app and PyTorch epoch by epoch in turns; each side's epoch is timed by itself."""
     sides = []
     for name in ("ours", "torch"):  # each starts (imports, data, model) while the other waits
-        sides.append(Child(name, epochs, seed=seed))
+        sides.append(Child(name, epochs, seed=seed, cell=cell))
         sides[-1].until("EPOCH")
     for _ in range(epochs - 1):
         for side in sides:
@@ -189,14 +190,16 @@ def main(argv=None):
                         help="lm_app/PyTorch runs to alternate, pair k with seed 1111 + k - 1 on both sides: "
                              "more pairs, a steadier speed ratio and a perplexity comparison over seeds")
     parser.add_argument("--seed", type=int, default=SEED, help=argparse.SUPPRESS)
+    parser.add_argument("--cell", choices=("lstm", "gru"), default="lstm",
+                        help="the recurrent layers on both sides (gru: PyTorch's nn.GRU); results go to lm-gru.json")
     record.add_argument(parser)
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"{DATA} is not here")
     if args.only:
         with tempfile.TemporaryDirectory() as work:
-            run = {"ours": lambda: run_ours(args.epochs, Path(work), args.seed),
-                   "torch": lambda: run_torch(args.epochs, Path(work), args.seed),
+            run = {"ours": lambda: run_ours(args.epochs, Path(work), args.seed, args.cell),
+                   "torch": lambda: run_torch(args.epochs, Path(work), args.seed, args.cell),
                    "build-dict": lambda: run_build_dict(Path(work), args.mb)}[args.only]
             print("RESULT " + json.dumps(run()), flush=True)
         return
@@ -208,10 +211,10 @@ def main(argv=None):
     ratios, rows, figures = [], [], {}
     for pair in range(1, args.pairs + 1):
         seed = SEED + pair - 1
-        ours, ref = run_pair(args.epochs, seed)
+        ours, ref = run_pair(args.epochs, seed, args.cell)
         if args.pairs > 1:
             print(f"--- pair {pair} of {args.pairs}, seed {seed}")
-        ratios.append(report_pair(ours, ref, args.epochs))
+        ratios.append(report_pair(ours, ref, args.epochs, args.cell))
         rows += [[seed, i, a["seconds"], a["tokens_per_second"], a["val_perplexity"], b["seconds"],
                   b["tokens_per_second"], b["val_perplexity"], a["tokens_per_second"] / b["tokens_per_second"]]
                  for i, (a, b) in enumerate(zip(ours["epochs"], ref["epochs"]), 1)]
@@ -230,17 +233,19 @@ def main(argv=None):
         "the same after the first epoch": statistics.median(steady),
         "test perplexity ratio lm_app / torch, median of the pairs (target <= 1)": statistics.median(ppl),
     })
-    figures.update(report_build_dict(args.epochs))
-    record.save("lm", [record.table(
-        f"Shakespeare, LSTM 2x200, bptt 35, batch 20, {args.epochs} epochs, per epoch",
+    if args.cell == "lstm":  # build-dict does not depend on the cell: measured once, with the LSTM
+        figures.update(report_build_dict(args.epochs))
+    name = "lm" if args.cell == "lstm" else f"lm-{args.cell}"
+    record.save(name, [record.table(
+        f"Shakespeare, {args.cell.upper()} 2x200, bptt 35, batch 20, {args.epochs} epochs, per epoch",
         ["seed", "epoch", "lm_app s", "lm_app tokens/s", "lm_app val ppl", "torch s", "torch tokens/s",
-         "torch val ppl", "speed ratio"], rows)], figures, argv, args.results)
+         "torch val ppl", "speed ratio"], rows)], figures, argv, args.results, script="lm")
 
 
-def report_pair(ours, ref, epochs):
+def report_pair(ours, ref, epochs, cell="lstm"):
     """Print one lm_app run beside one PyTorch run; return the speed ratios (all epochs, after the first)
     and the test perplexity ratio."""
-    print(f"Shakespeare, LSTM 2x200, bptt 35, batch 20, {epochs} epochs; vocabulary {ours['vocab']}")
+    print(f"Shakespeare, {cell.upper()} 2x200, bptt 35, batch 20, {epochs} epochs; vocabulary {ours['vocab']}")
     print(f"{'epoch':>5} | {'lm_app s':>8} {'tok/s':>8} {'val ppl':>8} | {'torch s':>8} {'tok/s':>8} "
           f"{'val ppl':>8} | {'speed x':>7}")
     for i, (a, b) in enumerate(zip(ours["epochs"], ref["epochs"]), 1):

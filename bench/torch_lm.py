@@ -1,4 +1,4 @@
-"""The reference: a minimal PyTorch ``nn.LSTM`` language model on the recipe of PyTorch's ``word_language_model``.
+"""The reference: a minimal PyTorch ``nn.LSTM`` (or ``nn.GRU``) language model on ``word_language_model``'s recipe.
 
 Written for the side-by-side benchmark (``bench/lm.py``), so both models see
 the same token ids, rows, chunks and schedule: uniform(-0.1, 0.1) embedding
@@ -16,11 +16,11 @@ from torch import nn
 
 
 class RNNModel(nn.Module):
-    def __init__(self, ntoken, ninp=200, nhid=200, nlayers=2, dropout=0.2, tied=False):
+    def __init__(self, ntoken, ninp=200, nhid=200, nlayers=2, dropout=0.2, tied=False, cell="lstm"):
         super().__init__()
         self.drop = nn.Dropout(dropout)
         self.encoder = nn.Embedding(ntoken, ninp)
-        self.rnn = nn.LSTM(ninp, nhid, nlayers, dropout=dropout)
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](ninp, nhid, nlayers, dropout=dropout)
         self.decoder = nn.Linear(nhid, ntoken)
         if tied:
             self.decoder.weight = self.encoder.weight
@@ -35,6 +35,8 @@ class RNNModel(nn.Module):
 
     def init_hidden(self, bsz):
         weight = next(self.parameters())
+        if isinstance(self.rnn, nn.GRU):
+            return weight.new_zeros(self.nlayers, bsz, self.nhid)
         return (weight.new_zeros(self.nlayers, bsz, self.nhid), weight.new_zeros(self.nlayers, bsz, self.nhid))
 
 
@@ -61,7 +63,8 @@ def evaluate(model, source, bptt, ntoken):
 
 
 def run(train_ids, valid_ids, test_ids, ntoken, epochs=4, batch_size=20, bptt=35, lr=20.0, clip=0.25,
-        emsize=200, nhid=200, nlayers=2, dropout=0.2, seed=1111, threads=None, log=print, on_epoch=None):
+        emsize=200, nhid=200, nlayers=2, dropout=0.2, seed=1111, threads=None, log=print, on_epoch=None,
+        cell="lstm"):
     """Train and evaluate; returns per-epoch records and the test perplexity.
 
     ``on_epoch(record)``, if given, is called after each epoch (the benchmark hands the CPU over there).
@@ -71,7 +74,7 @@ def run(train_ids, valid_ids, test_ids, ntoken, epochs=4, batch_size=20, bptt=35
         torch.set_num_threads(threads)
     train_data, val_data = batchify(train_ids, batch_size), batchify(valid_ids, 10)
     test_data = batchify(test_ids, 10)
-    model = RNNModel(ntoken, emsize, nhid, nlayers, dropout)
+    model = RNNModel(ntoken, emsize, nhid, nlayers, dropout, cell=cell)
     criterion = nn.CrossEntropyLoss()
     best, records = None, []
     for epoch in range(1, epochs + 1):
@@ -80,7 +83,7 @@ def run(train_ids, valid_ids, test_ids, ntoken, epochs=4, batch_size=20, bptt=35
         start = time.perf_counter()
         for i in range(0, train_data.size(0) - 1, bptt):
             data, targets = get_batch(train_data, i, bptt)
-            hidden = tuple(h.detach() for h in hidden)  # truncated BPTT
+            hidden = hidden.detach() if torch.is_tensor(hidden) else tuple(h.detach() for h in hidden)  # truncated BPTT
             model.zero_grad()
             output, hidden = model(data, hidden)
             loss = criterion(output.view(-1, ntoken), targets)

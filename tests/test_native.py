@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from lm_app import losses, native
-from lm_app.layers import lstm
+from lm_app.layers import gru, lstm
 
 from tests.conftest import ROOT
 
@@ -75,6 +75,36 @@ def test_lstm_kernels_reject_shapes_that_disagree(kernels):
         kernels.lm_app_lstm_forward(z_x, h0, c0, kernel[:, :-1])
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least one step"):
         kernels.lm_app_lstm_forward(z_x[:0], h0, c0, kernel)
+
+
+def gru_inputs(T, B, H, seed=0):
+    rng = np.random.default_rng(seed)
+    normal = lambda *shape: tf.constant(rng.normal(size=shape), tf.float32)  # noqa: E731
+    return (normal(T, B, 3 * H), normal(B, H), tf.constant(rng.normal(size=(H, 3 * H)) / np.sqrt(H), tf.float32),
+            normal(3 * H))
+
+
+@pytest.mark.parametrize("T,B,H", SHAPES)
+def test_gru_kernels_equal_the_xla_loops(kernels, T, B, H):
+    z_x, h0, kernel, bias = gru_inputs(T, B, H)
+    hs, gates = expected = gru.xla(gru._forward)(z_x, h0, kernel, bias)
+    for a, b in zip(kernels.lm_app_gru_forward(z_x, h0, kernel, bias), expected):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+
+    dhs = tf.constant(np.random.default_rng(1).normal(size=(T, B, H)), tf.float32)
+    expected = gru.xla(gru._backward)(dhs, hs, gates, h0, kernel)
+    for a, b in zip(kernels.lm_app_gru_backward(dhs, hs, gates, h0, kernel), expected):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+
+
+def test_gru_kernels_reject_shapes_that_disagree(kernels):
+    z_x, h0, kernel, bias = gru_inputs(3, 4, 5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="disagree"):
+        kernels.lm_app_gru_forward(z_x, h0, kernel[:, :-1], bias)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent bias"):
+        kernels.lm_app_gru_forward(z_x, h0, kernel, bias[:-1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one step"):
+        kernels.lm_app_gru_forward(z_x[:0], h0, kernel, bias)
 
 
 no_bias = tf.zeros([0])

@@ -23,15 +23,15 @@ Weights are laid out as ``keras.layers.LSTMCell`` lays them out: ``kernel``
 (4*units), gates in the order i, f, c, o, so they copy across directly.  All
 four gates come out of one matmul for the input and one for the state.
 """
-import os
-
 import keras
 from keras import ops
 
 from .. import native
-from .dropout import DropoutMasks, RNN
+from .dropout import DropoutMasks
+from .fused import FusedRNN, cpu_halves
+from .fused import tf as _tf
+from .fused import xla as _xla
 from .projection import project
-from .time_major import call_time_major
 
 
 @keras.saving.register_keras_serializable(package="lm_app")
@@ -141,12 +141,6 @@ def lstm_step(z, c_prev, peepholes=None):
     return o * ops.tanh(c), c, (i, f, g, o)
 
 
-def _tf():
-    import tensorflow as tf  # only the fast path needs it; the cell stays backend-neutral
-
-    return tf
-
-
 def _forward(z_x, h0, c0, recurrent_kernel):
     """Every step's ``h``, ``c`` and activated gates ``[i, f, g, o]``, time first."""
     tf = _tf()
@@ -191,16 +185,6 @@ def _backward(dhs, dc_last, hs, cs, gates, h0, c0, recurrent_kernel):
     return dz, dh0[0], dc0[0], _recurrent_kernel_gradient(dz, hs, h0)
 
 
-_compiled = {}
-
-
-def _xla(fn):
-    """``fn`` compiled by XLA, which fuses each step's dozen small elementwise ops into one loop."""
-    if fn not in _compiled:
-        _compiled[fn] = _tf().function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
-    return _compiled[fn]
-
-
 def lstm_recurrence(z_x, h0, c0, recurrent_kernel):
     """``(hs, c_T)`` of an LSTM without peepholes, given each step's input projection ``z_x`` (time first).
 
@@ -216,12 +200,8 @@ def lstm_recurrence(z_x, h0, c0, recurrent_kernel):
     kernels = native.ops()
     if kernels is not None:
         return _recurrence(z_x, h0, c0, recurrent_kernel, _native_loops(kernels))
-    # XLA: one loop's small matmuls keep one core busy, so on a multi-core CPU the batch runs as
-    # two half-batch loops, which TensorFlow schedules on two cores at once.
-    batch = z_x.shape[1]
-    cpu_cores = 0 if tf.config.list_logical_devices("GPU") else os.cpu_count() or 1
-    if batch is not None and batch >= 8 and cpu_cores > 1:
-        halves = [batch // 2, batch - batch // 2]
+    halves = cpu_halves(z_x.shape[1])
+    if halves:
         parts = [_recurrence(*args, recurrent_kernel) for args in zip(
             tf.split(z_x, halves, axis=1), tf.split(h0, halves), tf.split(c0, halves))]
         return tf.concat([hs for hs, _ in parts], 1), tf.concat([c for _, c in parts], 0)
@@ -266,14 +246,13 @@ def _recurrence(z_x, h0, c0, recurrent_kernel, loops=None):
 
 
 @keras.saving.register_keras_serializable(package="lm_app")
-class LSTM(keras.layers.Layer):
+class LSTM(FusedRNN):
     """A whole-sequence LSTM on :class:`LSTMCell`, with faster paths for unmasked input.
 
     The readable path is ``RNN(LSTMCell)`` (:class:`lm_app.layers.RNN`): one step at a time,
     with masks and recurrent dropout.  Where neither is needed (a language
-    model reading an unpadded stream), the same weights run leaner loops: the
-    input projection ``x_t W + b`` of every step is one matmul before the loop,
-    and each step does only ``h_{t-1} U`` and the gates.  In training that loop
+    model reading an unpadded stream), the same weights run leaner loops
+    (:mod:`lm_app.layers.fused`).  In training that loop
     is :func:`lstm_recurrence` (native kernels on a CPU, else XLA; hand-written
     BPTT); in inference, and with peepholes, a plain ``tf.scan`` that exports
     and converts anywhere.
@@ -285,60 +264,25 @@ class LSTM(keras.layers.Layer):
     Args:
         units, peephole, forget_bias, dropout, recurrent_dropout, seed: as for
             :class:`LSTMCell` (input dropout uses one mask per sequence on every path).
-        return_sequences: every step's ``h``, or only the last.
-        return_state: also return the final ``[h, c]``.
-        fused: allow the fast paths (off: always the readable loop).
-        time_major: sequences (and masks) come and go as ``[time, batch, ...]``,
-            the order the loops run in, which spares the fast paths two
-            transposes.
+        return_sequences, return_state, fused, time_major: as for
+            :class:`~lm_app.layers.fused.FusedRNN`; the state is ``[h, c]``.
     """
 
     def __init__(self, units, peephole=False, forget_bias=1.0, dropout=0.0, recurrent_dropout=0.0,
                  seed=None, return_sequences=False, return_state=False, fused=True, time_major=False,
                  **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.time_major = time_major
-        self.return_sequences = return_sequences
-        self.return_state = return_state
-        self.fused = fused
-        self.cell = LSTMCell(units, peephole=peephole, forget_bias=forget_bias, dropout=dropout,
-                             recurrent_dropout=recurrent_dropout, seed=seed, name="cell")
-        self.rnn = RNN(self.cell, return_sequences=return_sequences,
-                                    return_state=return_state, name="rnn")
-        self.supports_masking = True
+        cell = LSTMCell(units, peephole=peephole, forget_bias=forget_bias, dropout=dropout,
+                        recurrent_dropout=recurrent_dropout, seed=seed, name="cell")
+        super().__init__(cell, return_sequences, return_state, fused, time_major, **kwargs)
 
-    def build(self, input_shape):
-        self.rnn.build(self._batch_major(input_shape))
-
-    def _batch_major(self, shape):
-        return (shape[1], shape[0], *shape[2:]) if self.time_major else tuple(shape)
-
-    def call(self, inputs, initial_state=None, mask=None, training=False):
-        use_loop = (not self.fused or mask is not None or keras.backend.backend() != "tensorflow"
-                    or (training and self.cell.recurrent_dropout > 0))
-        if not use_loop:
-            return self._fast(inputs, initial_state, training)
-        if self.time_major:
-            return call_time_major(self.rnn, inputs, initial_state=initial_state, mask=mask,
-                                   training=training)
-        return self.rnn(inputs, initial_state=initial_state, mask=mask, training=training)
-
-    def _fast(self, inputs, initial_state, training):
+    def _fast(self, x, initial_state, training):
         tf = _tf()
         cell = self.cell
-        # Time first for the loop.  Transposing the input, not the projection, moves a quarter
-        # of the bytes; a time-major caller (the stream model) spares both transposes.
-        x = inputs if self.time_major else tf.transpose(inputs, [1, 0, 2])
-        batch = ops.shape(x)[1]
         if initial_state is None:
-            h0 = c0 = ops.zeros((batch, self.units), dtype=inputs.dtype)
+            h0 = c0 = self._zeros(x)
         else:
             h0, c0 = initial_state
-        if training and cell.dropout > 0:  # (recurrent_dropout is 0 on this path)
-            cell.draw_dropout_masks(x[0], h0)
-            x = x * cell.dropout_mask()[None]
-            cell.clear_dropout_masks()
+        x = self._dropped(x, h0, training)
         z_x = project(x, cell.kernel, cell.bias, training)  # every step's input projection at once
         recurrent = tf.convert_to_tensor(cell.recurrent_kernel)
         if training and not cell.peephole:
@@ -346,11 +290,7 @@ class LSTM(keras.layers.Layer):
                                          recurrent)
         else:
             hs, c_last = self._scan(z_x, h0, c0, recurrent)
-        h_last = hs[-1]
-        output = h_last
-        if self.return_sequences:
-            output = hs if self.time_major else tf.transpose(hs, [1, 0, 2])
-        return [output, h_last, c_last] if self.return_state else output
+        return hs, [hs[-1], c_last]
 
     def _scan(self, z_x, h0, c0, recurrent):
         tf = _tf()
@@ -364,26 +304,5 @@ class LSTM(keras.layers.Layer):
         hs, cs = tf.scan(step, z_x, initializer=(h0, c0))
         return hs, cs[-1]
 
-    def compute_output_shape(self, input_shape):
-        shapes = self.rnn.compute_output_shape(self._batch_major(input_shape))
-        if not (self.time_major and self.return_sequences):
-            return shapes
-        if not self.return_state:
-            return self._batch_major(shapes)
-        return [self._batch_major(shapes[0]), *shapes[1:]]
-
     def get_config(self):
-        cell = self.cell
-        return {
-            **super().get_config(),
-            "units": self.units,
-            "peephole": cell.peephole,
-            "forget_bias": cell.forget_bias,
-            "dropout": cell.dropout,
-            "recurrent_dropout": cell.recurrent_dropout,
-            "seed": cell.seed,
-            "return_sequences": self.return_sequences,
-            "return_state": self.return_state,
-            "fused": self.fused,
-            "time_major": self.time_major,
-        }
+        return {**super().get_config(), "peephole": self.cell.peephole, "forget_bias": self.cell.forget_bias}

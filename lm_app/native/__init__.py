@@ -3,7 +3,7 @@
 Why: the recipe's training step spends most of its time outside the large
 matrix products, in the LSTM's 35 small steps.  XLA ran each step's
 ``[10, 200] x [200, 800]`` product well below a core's peak; the kernels
-in ``kernels.cc`` run it at the core's peak (see that file).  They are
+in ``kernels.cc`` (the GRU's in ``gru.cc``) run it at the core's peak (see that file).  They are
 loaded as TensorFlow ops (:func:`ops`).  build-dict's word counter
 (``count.cc``) is a second, TensorFlow-free library loaded with ctypes
 (:func:`counter_library`), so build-dict still never imports TensorFlow.
@@ -41,7 +41,8 @@ from pathlib import Path
 from ..atomic import write_text
 
 HERE = Path(__file__).resolve().parent
-SOURCES = {"ops": ("kernels.h", "kernels.cc", "ops.cc"), "count": ("count.cc",)}
+SOURCES = {"ops": ("kernels.h", "vectors.h", "kernels.cc", "gru.cc", "ops.h", "ops.cc", "gru_ops.cc"),
+           "count": ("count.cc",)}
 BUILD_TIMEOUT = 600  # seconds for the whole build: a stuck compiler must not hold the lock for ever
 _loaded = {}
 
@@ -73,8 +74,8 @@ def _cpu_flags():
 def commands(cxx, out, name="ops"):
     """The compiler commands that build the library ``out``: its objects, then the link.
 
-    ``kernels.cc`` gets ``-march=native`` (the CPU's widest vectors); ``ops.cc``
-    includes TensorFlow's headers, parts of which do not compile with every
+    ``kernels.cc`` and ``gru.cc`` get ``-march=native`` (the CPU's widest vectors);
+    ``ops.cc`` and ``gru_ops.cc`` include TensorFlow's headers, parts of which do not compile with every
     flag ``-march=native`` turns on, so it is built for the baseline CPU.
     ``count.cc`` (build-dict's counter) is plain C++ without TensorFlow.
     """
@@ -84,11 +85,13 @@ def commands(cxx, out, name="ops"):
         return [[cxx, *common, march, "-shared", str(HERE / "count.cc"), "-o", str(out)]]
     import tensorflow as tf
 
-    kernels, wrapper = f"{out}.kernels.o", f"{out}.ops.o"
+    kernels, wrappers = ("kernels.cc", "gru.cc"), ("ops.cc", "gru_ops.cc")
     return [
-        [cxx, *common, march, "-ffp-contract=fast", "-c", str(HERE / "kernels.cc"), "-o", kernels],
-        [cxx, *common, *tf.sysconfig.get_compile_flags(), "-w", "-c", str(HERE / "ops.cc"), "-o", wrapper],
-        [cxx, "-shared", kernels, wrapper, "-o", str(out), *tf.sysconfig.get_link_flags()],
+        *([cxx, *common, march, "-ffp-contract=fast", "-c", str(HERE / k), "-o", f"{out}.{k}.o"] for k in kernels),
+        *([cxx, *common, *tf.sysconfig.get_compile_flags(), "-w", "-c", str(HERE / w), "-o", f"{out}.{w}.o"]
+          for w in wrappers),
+        [cxx, "-shared", *(f"{out}.{f}.o" for f in kernels + wrappers), "-o", str(out),
+         *tf.sysconfig.get_link_flags()],
     ]
 
 

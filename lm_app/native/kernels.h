@@ -32,6 +32,20 @@ void lstm_backward(int T, int batch, int rows, int H, const float* dhs, const fl
                    const float* cs, const float* gates, const float* c0, const float* packed_ut,
                    float* dz, float* dh0, float* dc0);
 
+// The GRU recurrence (reset after the recurrent product: n_t = tanh(x_t W_n + b_n + r_t (h_{t-1} U_n
+// + b'_n)), gates z, r, n as Keras lays them out) over `rows` rows of a batch of `batch`, as
+// lstm_forward.  zx [T, batch, 3H] holds x_t W + b (the input bias); h0 [rows, H]; U packed from the
+// recurrent kernel [H, 3H]; recurrent_bias [3H].  Writes hs [T, batch, H] and gates [T, batch, 4H]:
+// z, r, n after their activations and h_{t-1} U_n + b'_n, which the backward pass reuses.
+void gru_forward(int T, int batch, int rows, int H, const float* zx, const float* h0, const float* packed_u,
+                 const float* recurrent_bias, float* hs, float* gates);
+
+// Its backpropagation through time: from dhs [T, batch, H], writes dzx [T, batch, 3H] (the gradient
+// of x_t W + b), dhu [T, batch, 3H] (of h_{t-1} U + b'; it differs from dzx by r_t on the candidate's
+// third) and dh0 [rows, H].  packed_ut is the recurrent kernel packed transposed, [3H, H].
+void gru_backward(int T, int batch, int rows, int H, const float* dhs, const float* hs, const float* gates,
+                  const float* h0, const float* packed_ut, float* dzx, float* dhu, float* dh0);
+
 // Softmax cross-entropy of `rows` rows of logits z = xw [rows, V] + bias [V] (bias may be null):
 // losses[r] = log sum_v exp(z_v) - z_label, ranks[r] = how many logits exceed the label's (top-k
 // holds the label when its rank is below k), and, unless d_logits is null, the loss's gradient

@@ -3,8 +3,10 @@ import keras
 import numpy as np
 import pytest
 
-from lm_app.layers import GRUCell
+import tensorflow as tf
 
+from lm_app.layers import GRUCell
+from lm_app.layers.gru import gru_step
 from lm_app.numpy_reference import gru_backward, gru_forward
 
 from .common import (FEATURES, UNITS, assert_dropout_behaves, assert_matches_builtin,
@@ -49,3 +51,14 @@ def test_save_and_load(tmp_path, reset_after):
 def test_dropout(dropout, recurrent_dropout, reset_after):
     assert_dropout_behaves(lambda **kw: GRUCell(UNITS, reset_after=reset_after, **kw), dropout,
                            recurrent_dropout)
+
+
+def test_the_shared_step_is_the_numpy_step():
+    """gru_step, which the cell, the XLA training loop and the inference scan all call, is one NumPy step."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(3, 1, 4))
+    h0 = 0.5 * rng.normal(size=(3, UNITS))
+    W, U, b = rng.normal(size=(4, 3 * UNITS)), rng.normal(size=(UNITS, 3 * UNITS)), rng.normal(size=(2, 3 * UNITS))
+    h, _ = gru_step(tf.constant(x[:, 0] @ W + b[0]), tf.constant(h0 @ U + b[1]), tf.constant(h0))
+    expected, _ = gru_forward(x, h0, W, U, b)
+    np.testing.assert_allclose(h.numpy(), expected[:, 0], rtol=0, atol=1e-12)
