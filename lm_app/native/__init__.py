@@ -41,7 +41,7 @@ from pathlib import Path
 from ..atomic import write_text
 
 HERE = Path(__file__).resolve().parent
-SOURCES = {"ops": ("kernels.h", "vectors.h", "kernels.cc", "gru.cc", "ops.h", "ops.cc", "gru_ops.cc"),
+SOURCES = {"ops": ("kernels.h", "vectors.h", "kernels.cc", "gru.cc", "ops.h", "ops.cc", "gru_ops.cc", "wrappers.cc"),
            "count": ("count.cc",)}
 BUILD_TIMEOUT = 600  # seconds for the whole build: a stuck compiler must not hold the lock for ever
 _loaded = {}
@@ -75,8 +75,9 @@ def commands(cxx, out, name="ops"):
     """The compiler commands that build the library ``out``: its objects, then the link.
 
     ``kernels.cc`` and ``gru.cc`` get ``-march=native`` (the CPU's widest vectors);
-    ``ops.cc`` and ``gru_ops.cc`` include TensorFlow's headers, parts of which do not compile with every
-    flag ``-march=native`` turns on, so it is built for the baseline CPU.
+    the op wrappers (``ops.cc``, ``gru_ops.cc``) include TensorFlow's headers, parts of which do not
+    compile with every flag ``-march=native`` turns on, so they are built for the baseline CPU, as
+    one translation unit (``wrappers.cc``): parsing those headers is most of a build's time.
     ``count.cc`` (build-dict's counter) is plain C++ without TensorFlow.
     """
     common = ["-std=c++17", "-O3", "-fPIC", "-DNDEBUG"]
@@ -85,7 +86,7 @@ def commands(cxx, out, name="ops"):
         return [[cxx, *common, march, "-shared", str(HERE / "count.cc"), "-o", str(out)]]
     import tensorflow as tf
 
-    kernels, wrappers = ("kernels.cc", "gru.cc"), ("ops.cc", "gru_ops.cc")
+    kernels, wrappers = ("kernels.cc", "gru.cc"), ("wrappers.cc",)
     return [
         *([cxx, *common, march, "-ffp-contract=fast", "-c", str(HERE / k), "-o", f"{out}.{k}.o"] for k in kernels),
         *([cxx, *common, *tf.sysconfig.get_compile_flags(), "-w", "-c", str(HERE / w), "-o", f"{out}.{w}.o"]
