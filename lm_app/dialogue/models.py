@@ -15,8 +15,8 @@
       paper): a response's first ``free`` nats of KL cost nothing in training.
       Adam scales every gradient to a step of about its learning rate, so even
       an annealed KL, the posterior's only steady gradient while the decoder
-      still ignores z, pulls q onto the prior within a few dozen steps, before
-      the decoder can learn to read z; below ``free`` nothing pulls.
+      still ignores z, pulls q onto the prior early, before the decoder can
+      learn to read z; below ``free`` nothing pulls.
     seq2seq (the HRED paper's flat baseline): the context turns, each ended by
       ``</s>``, read as one sequence by one RNN whose last state is ``c``.
 
