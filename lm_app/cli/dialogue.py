@@ -25,7 +25,8 @@ def add_train_flags(p, defaults):
     groups = {g.title: g for g in p._action_groups}
     for group, name, kind, text in TRAIN_FLAGS:
         groups[group].add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
-                                   metavar="N" if kind is int else "SHARE", help=text + " (default: %(default)s)")
+                                   metavar="NATS" if name == "kl_free_nats" else "N" if kind is int else "SHARE",
+                                   help=text + " (default: %(default)s)")
 
 
 SAMPLING_FLAGS = (  # (setting, type, help): respond's flags of generate's sampling (config.SAMPLING)
