@@ -6,11 +6,15 @@ its own), one after the other (two trainings on two cores ruin both).  For
 each, ``evaluate`` scores the test dialogues: per-token response perplexity
 (VHRED: the ELBO's bound), the KL per response, and distinct-1/2 of 5 answers
 sampled per test context at temperature 1; training tokens/s is the mean over
-epochs.  Printed and saved (``bench/results/dialogue.json``): the median over
-``--seeds`` of each, HRED's perplexity over the flat baseline's, VHRED's KL
-(collapse: below about 0.5 nats) and its distinct-2 beside HRED's.
+epochs; the parameter count of each model is printed beside it (the flat
+baseline is sized to HRED's).  VHRED's KL weight rises over
+``--kl-anneal-steps`` (default: the first half of the run, so the second half
+trains on the whole bound); its other settings are train's defaults.  Printed
+and saved (``bench/results/dialogue.json``): the median over ``--seeds`` of
+each, HRED's perplexity over the flat baseline's, VHRED's KL (collapse: below
+about 0.5 nats) and its distinct-2 beside HRED's.
 
-    .venv/bin/python bench/dialogue.py [--epochs 10] [--seeds 3] [--hidden 128] [--results DIR]
+    .venv/bin/python bench/dialogue.py [--epochs 10] [--seeds 3] [--hidden 128] [--kl-anneal-steps N] [--results DIR]
 """
 import argparse
 import json
@@ -31,11 +35,12 @@ ARCHS = ("seq2seq", "hred", "vhred")
 FIRST_SEED = 1111
 
 
-def run_one(arch, seed, epochs, embedding, hidden, work):
+def run_one(arch, seed, epochs, embedding, hidden, kl_anneal_steps, work):
     """Train and evaluate one model in this process; its figures as a dict."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from lm_app import corpus, evaluate
     from lm_app.config import TrainConfig
+    from lm_app.dialogue.models import dialogue_model
     from lm_app.train import train
 
     vocab = corpus.build_vocabulary(str(DATA / "train.txt"), min_count=3)
@@ -43,14 +48,24 @@ def run_one(arch, seed, epochs, embedding, hidden, work):
     cfg = TrainConfig(corpus=str(DATA / "train.txt"), valid_corpus=str(DATA / "valid.txt"),
                       test_corpus=str(DATA / "test.txt"), vocab=str(work / "vocab.txt"),
                       model_dir=str(work / arch), objective="dialogue", arch=arch, embedding=embedding,
-                      hidden=hidden, epochs=epochs, patience=epochs, seed=seed)
+                      hidden=hidden, epochs=epochs, patience=epochs, seed=seed,
+                      **({"kl_anneal_steps": kl_anneal_steps} if arch == "vhred" else {}))
     train(cfg, verbose=0, log=lambda *a: None)
     history = json.loads((work / arch / "history.json").read_text())
     test = evaluate.evaluate(work / arch, str(DATA / "test.txt"))
-    return {"perplexity": test["perplexity"], "kl_per_response": test.get("kl_per_response"),
+    parameters = sum(int(w.shape.num_elements()) for w in dialogue_model(cfg, len(vocab)).trainable_weights)
+    return {"parameters": parameters, "perplexity": test["perplexity"], "kl_per_response": test.get("kl_per_response"),
             "distinct_1": test["distinct_1"], "distinct_2": test["distinct_2"],
             "tokens_per_second": statistics.mean(history["tokens_per_second"]),
             "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def steps_per_epoch(batch_size=128, context_turns=2):
+    """Training batches per epoch of the Shakespeare dialogues (train's default batch size and context)."""
+    text = (DATA / "train.txt").read_text(encoding="utf-8")
+    dialogues = [d for d in text.split("\n\n") if d.strip()]
+    responses = sum(max(0, len(d.strip().splitlines()) - context_turns) for d in dialogues)
+    return -(-responses // batch_size)
 
 
 def in_process(arch, seed, args):
@@ -58,7 +73,7 @@ def in_process(arch, seed, args):
     with tempfile.TemporaryDirectory() as work:
         proc = subprocess.run([sys.executable, __file__, "--only", arch, "--seed", str(seed), "--work", work,
                                "--epochs", str(args.epochs), "--embedding", str(args.embedding),
-                               "--hidden", str(args.hidden)],
+                               "--hidden", str(args.hidden), "--kl-anneal-steps", str(args.kl_anneal_steps)],
                               capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         if proc.returncode:
             sys.exit(f"{arch} seed {seed} failed:\n{proc.stderr}")
@@ -71,13 +86,18 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--embedding", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--kl-anneal-steps", type=int, default=None,
+                        help="VHRED's (default: the steps of the first half of the run)")
     parser.add_argument("--only", choices=ARCHS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=FIRST_SEED, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     record.add_argument(parser)
     args = parser.parse_args(argv)
+    if args.kl_anneal_steps is None:
+        args.kl_anneal_steps = args.epochs * steps_per_epoch() // 2
     if args.only:
-        print(json.dumps(run_one(args.only, args.seed, args.epochs, args.embedding, args.hidden, Path(args.work))))
+        print(json.dumps(run_one(args.only, args.seed, args.epochs, args.embedding, args.hidden,
+                                 args.kl_anneal_steps, Path(args.work))))
         return
     runs = {arch: [] for arch in ARCHS}
     for seed in range(FIRST_SEED, FIRST_SEED + args.seeds):
@@ -88,7 +108,7 @@ def main(argv=None):
     def median(arch, key):
         return statistics.median(r[key] for r in runs[arch])
 
-    keys = ("perplexity", "distinct_1", "distinct_2", "tokens_per_second", "peak_mib")
+    keys = ("parameters", "perplexity", "distinct_1", "distinct_2", "tokens_per_second", "peak_mib")
     rows = [[arch, *(round(median(arch, k), 3) for k in keys)] for arch in ARCHS]
     figures = {"hred/seq2seq test perplexity": round(median("hred", "perplexity") / median("seq2seq", "perplexity"), 3),
                "vhred KL per response (nats)": round(median("vhred", "kl_per_response"), 3),
@@ -97,7 +117,8 @@ def main(argv=None):
         print(row)
     print(figures)
     record.save("dialogue", [record.table(f"median of {args.seeds} seeds, {args.epochs} epochs (vhred: perplexity "
-                                          "is the ELBO's bound)", ["arch", *keys], rows)],
+                                          f"is the ELBO's bound; --kl-anneal-steps {args.kl_anneal_steps}, "
+                                          "train's other defaults)", ["arch", *keys], rows)],
                 figures, argv=sys.argv[1:] if argv is None else argv, results=args.results)
 
 

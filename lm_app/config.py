@@ -148,6 +148,7 @@ class TrainConfig:
     max_turn_words: int = 30
     kl_anneal_steps: int = 500
     word_drop: float = 0.25
+    kl_free_nats: float = 3.0
 
     def __post_init__(self):
         if self.lr_decay is None:

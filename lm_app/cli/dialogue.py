@@ -14,6 +14,9 @@ TRAIN_FLAGS = (  # (group, setting, type, help): train's dialogue flags, in the 
     ("model", "kl_anneal_steps", int, "--arch vhred: steps over which the KL weight rises from 0 to 1"),
     ("model", "word_drop", float, "--arch vhred: share of the decoder's input words replaced by <unk> in "
      "training, against posterior collapse"),
+    ("model", "kl_free_nats", float, "--arch vhred: nats of each response's KL that cost nothing in "
+     "training (free bits, Kingma et al. 2016; not in VHRED's paper), against posterior collapse; "
+     "0: the whole KL"),
 )
 
 
@@ -22,7 +25,8 @@ def add_train_flags(p, defaults):
     groups = {g.title: g for g in p._action_groups}
     for group, name, kind, text in TRAIN_FLAGS:
         groups[group].add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
-                                   metavar="N" if kind is int else "SHARE", help=text + " (default: %(default)s)")
+                                   metavar="NATS" if name == "kl_free_nats" else "N" if kind is int else "SHARE",
+                                   help=text + " (default: %(default)s)")
 
 
 SAMPLING_FLAGS = (  # (setting, type, help): respond's flags of generate's sampling (config.SAMPLING)

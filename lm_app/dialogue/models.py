@@ -9,7 +9,14 @@
       prior      N(mu_p, sigma_p) = MLP_p(c)
       posterior  N(mu_q, sigma_q) = MLP_q([c; RNN_utt(embed(response))])
       z = mu_q + sigma_q * eps in training (the reparameterisation), z ~ prior in inference
-      loss = NLL + w * KL(q || p), w rising linearly from 0 to 1 (KL annealing)
+      loss = NLL + w * max(KL(q || p), free) in training, w rising linearly
+             from 0 to 1 (KL annealing); held-out losses weigh the KL fully
+      The free nats (Kingma et al. 2016's free bits, a departure from VHRED's
+      paper): a response's first ``free`` nats of KL cost nothing in training.
+      Adam scales every gradient to a step of about its learning rate, so even
+      an annealed KL, the posterior's only steady gradient while the decoder
+      still ignores z, pulls q onto the prior early, before the decoder can
+      learn to read z; below ``free`` nothing pulls.
     seq2seq (the HRED paper's flat baseline): the context turns, each ended by
       ``</s>``, read as one sequence by one RNN whose last state is ``c``.
 
@@ -72,7 +79,7 @@ class DialogueModel(keras.Model):
     """``arch`` hred, vhred or seq2seq over a vocabulary of ``vocab_size`` ids plus ``</s>``."""
 
     def __init__(self, vocab_size, arch="hred", cell="gru", embedding=64, hidden=128, word_drop=0.0,
-                 kl_anneal_steps=0, seed=None, **kwargs):
+                 kl_anneal_steps=0, kl_free_nats=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         assert arch in ("hred", "vhred", "seq2seq"), arch  # TrainConfig.validate's rule
         self.arch, self.cell_kind, self.hidden = arch, cell, hidden
@@ -80,6 +87,7 @@ class DialogueModel(keras.Model):
         self.n_ids = vocab_size + 1
         self.word_drop = word_drop if arch == "vhred" else 0.0
         self.kl_anneal_steps = kl_anneal_steps
+        self.kl_free_nats = kl_free_nats
         self.embed = keras.layers.Embedding(self.n_ids, embedding, name="embedding")
         if arch == "seq2seq":
             self.encoder = recurrent_layer(cell, flat_encoder_units(cell, embedding, hidden),
@@ -179,17 +187,18 @@ class DialogueModel(keras.Model):
         VHRED adds to each token its response's weighted KL divided by the
         response's length, so the tokens' sum is the (annealed) negative ELBO.
         Evaluation weighs the KL fully: the held-out loss is the bound itself.
+        Training's KL is at least ``kl_free_nats`` (no gradient below it).
         """
         logits, kl = self.forward(context, response, training)
         nll, ranks = losses.token_losses(response, logits, training)
         real = ops.reshape(ops.not_equal(response, text.PAD_ID), (-1,))
         if kl is not None:
-            weight = 1.0
+            weight, cost = 1.0, kl
             if training:
-                weight = self.kl_weight()
+                weight, cost = self.kl_weight(), ops.maximum(kl, self.kl_free_nats)
                 self.kl_step.assign_add(1.0)
             lengths = ops.sum(ops.cast(ops.not_equal(response, text.PAD_ID), kl.dtype), axis=1)
-            share = ops.repeat((weight * kl / lengths)[:, None], ops.shape(response)[1], axis=1)
+            share = ops.repeat((weight * cost / lengths)[:, None], ops.shape(response)[1], axis=1)
             nll = nll + ops.reshape(share, (-1,))
         return tf.boolean_mask(nll, real), tf.boolean_mask(ranks, real), kl
 
@@ -197,4 +206,5 @@ class DialogueModel(keras.Model):
 def dialogue_model(cfg, vocab_size):
     """The model of a dialogue run, with its weights created."""
     return DialogueModel(vocab_size, cfg.arch, cfg.cell, cfg.embedding, cfg.hidden, cfg.word_drop,
-                         cfg.kl_anneal_steps, cfg.seed).build_all(cfg.context_turns, cfg.max_turn_words + 1)
+                         cfg.kl_anneal_steps, cfg.kl_free_nats, cfg.seed).build_all(cfg.context_turns,
+                                                                                    cfg.max_turn_words + 1)

@@ -5,8 +5,8 @@ other); the rules that only concern dialogue live here and are called from
 ``TrainConfig.validate`` and ``TrainConfig.conflicts``.  No TensorFlow here.
 """
 ARCHS = ("hred", "vhred", "seq2seq")
-FIELDS = ("context_turns", "max_turn_words", "kl_anneal_steps", "word_drop")
-VHRED_ONLY = ("kl_anneal_steps", "word_drop")
+FIELDS = ("context_turns", "max_turn_words", "kl_anneal_steps", "word_drop", "kl_free_nats")
+VHRED_ONLY = ("kl_anneal_steps", "word_drop", "kl_free_nats")
 # Window and decoder settings of the language models that a dialogue run would silently ignore.
 IGNORED = ("window", "target_len", "score", "dropout", "layers", "top_k")
 
@@ -22,6 +22,7 @@ def ranges(cfg):
         ("max_turn_words", cfg.max_turn_words > 0, "must be a positive integer"),
         ("kl_anneal_steps", cfg.kl_anneal_steps >= 0, "must be 0 (the full KL at once) or more"),
         ("word_drop", 0 <= cfg.word_drop < 1, "must be in [0, 1)"),
+        ("kl_free_nats", cfg.kl_free_nats >= 0, "must be 0 (the whole KL) or more"),
     ]
 
 

@@ -102,6 +102,24 @@ def test_the_kl_weight_rises_linearly_with_training_steps_and_evaluation_weighs_
     assert float(model.kl_step) == 6  # evaluation does not advance the schedule
 
 
+def test_the_free_nats_leave_a_small_kl_unpulled_in_training_only():
+    """Below ``kl_free_nats`` the KL gives the prior no gradient in training; evaluation's bound counts it whole."""
+    context, response = tf.ones([2, 2, 3], tf.int32), tf.constant([[3, 11, 0], [4, 4, 11]])
+    norms = {}
+    for free in (0.0, 1e6):
+        model = DialogueModel(11, "vhred", "gru", embedding=4, hidden=4, kl_free_nats=free, seed=1).build_all()
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(model.token_losses(context, response, training=True)[0])
+        norms[free] = sum(float(tf.norm(g)) for g in tape.gradient(total, model.prior.trainable_weights))
+        draws = model.seed_generator.state.numpy()
+        evaluated = model.token_losses(context, response)[0]
+        model.kl_free_nats = 0.0
+        model.seed_generator.state.assign(draws)  # the same z
+        assert float(tf.reduce_sum(model.token_losses(context, response)[0])) == pytest.approx(
+            float(tf.reduce_sum(evaluated)))  # evaluation ignores the free nats
+    assert norms[0.0] > 0 and norms[1e6] == 0
+
+
 def test_beam_search_with_an_end_keeps_finished_answers_and_stops():
     """Answers that chose the end (id 3) keep their totals, compete with longer ones, and stop the search."""
     from lm_app.decoding import beam_search

@@ -12,6 +12,8 @@ from tests.conftest import assert_one_line_error, main_in_process
     (["--objective", "dialogue", "--arch", "hred", "--max-turn-words", "0"], "--max-turn-words must be a positive"),
     (["--objective", "dialogue", "--arch", "vhred", "--word-drop", "1"], "--word-drop must be in [0, 1)"),
     (["--objective", "dialogue", "--arch", "vhred", "--kl-anneal-steps", "-1"], "--kl-anneal-steps must be 0"),
+    (["--objective", "dialogue", "--arch", "vhred", "--kl-free-nats", "-1"], "--kl-free-nats must be 0"),
+    (["--objective", "dialogue", "--arch", "hred", "--kl-free-nats", "1"], "--kl-free-nats acts with --arch vhred only"),
     (["--objective", "dialogue"], "--objective dialogue needs --arch hred, vhred, seq2seq, got rnn"),
     (["--objective", "dialogue", "--arch", "attention"], "needs --arch hred, vhred, seq2seq"),
     (["--arch", "hred"], "--arch hred reads dialogues: use --objective dialogue"),
