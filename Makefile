@@ -11,7 +11,6 @@ install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	-$(PY) -m lm_app.native  # the native training kernels; without a compiler, the XLA loops
 	touch $(STAMP)
