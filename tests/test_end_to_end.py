@@ -15,7 +15,7 @@ from tests.conftest import assert_usage_error, cycle_corpus, run_cli, run_cli_in
 pytestmark = pytest.mark.slow
 
 TRAIN_FLAGS = ["--embedding", 16, "--hidden", 48, "--batch-size", 32, "--learning-rate", 0.01,
-               "--epochs", 25, "--patience", 4, "--seed", 7, "--top-k", 5]
+               "--epochs", 4, "--patience", 4, "--seed", 7, "--top-k", 5]
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_a_megabyte_of_text_uses_only_its_last_words(trained):
 def test_lstm_and_gru_stacks_learn_the_pattern(trained, tmp_path, arch_flags):
     model_dir = tmp_path / "lm"
     proc = run_cli_in_process("train", "--corpus", trained["glob"], "--vocab", trained["vocab"], "--model-dir",
-                              model_dir, *TRAIN_FLAGS, *arch_flags, "--epochs", 6, "--learning-rate", 0.02)
+                              model_dir, *TRAIN_FLAGS, *arch_flags, "--epochs", 3, "--learning-rate", 0.02)
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((model_dir / "metrics.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
