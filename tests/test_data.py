@@ -178,7 +178,7 @@ def test_a_test_corpus_is_scored_apart_and_every_figure_is_labelled(tmp_path):
     (tmp_path / "test.txt").write_text((" ".join(CYCLE[::-1]) + "\n") * 10, encoding="utf-8")
     proc = train_cli(glob, vocab, tmp_path / "lm", "--test-corpus", tmp_path / "test.txt",
                      "--embedding", 16, "--hidden", 48, "--batch-size", 32, "--learning-rate", 0.01,
-                     "--epochs", 6, "--seed", 7, run=run_cli_in_process)
+                     "--epochs", 3, "--seed", 7, run=run_cli_in_process)
     metrics = json.loads((tmp_path / "lm" / "metrics.json").read_text())
     assert set(metrics) == {"epochs", "valid", "test"}
     assert set(metrics["test"]) == set(metrics["valid"]) == {"loss", "perplexity", "accuracy", "top5"}
