@@ -16,8 +16,6 @@ leaves of the rows' missing history.
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,21 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "gutenberg"
 sys.path.insert(0, str(ROOT))
 from bench import record  # noqa: E402
+from bench.serve import cli  # noqa: E402
 
 RECIPE = ["--objective", "stream", "--arch", "lstm", "--layers", "2", "--embedding", "200", "--hidden", "200",
           "--bptt", "35", "--batch-size", "20", "--dropout", "0.2", "--optimizer", "sgd",
           "--learning-rate", "20", "--clip-norm", "0.25", "--epochs", "1", "--seed", "1111"]
 TARGET = 2.5
-
-
-def lm_app(*args):
-    """One command of the CLI in its own process; its stdout."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-m", "lm_app", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
-    if proc.returncode:
-        sys.exit(f"lm_app {args[0]} failed:\n{proc.stderr[-3000:]}")
-    return proc.stdout
 
 
 def main(argv=None):
@@ -59,11 +48,11 @@ def main(argv=None):
         for f in train_files:
             (corpus / f.name).symlink_to(f)
         glob, vocab, model = str(corpus / "*.txt"), work / "vocab.txt", work / "lm"
-        lm_app("build-dict", "--corpus", glob, "--vocab", vocab, "--min-count", "0")
-        lm_app("train", "--corpus", glob, "--vocab", vocab, "--model-dir", model, *RECIPE)
+        cli("build-dict", "--corpus", glob, "--vocab", vocab, "--min-count", "0")
+        cli("train", "--corpus", glob, "--vocab", vocab, "--model-dir", model, *RECIPE)
         history = json.loads((model / "history.json").read_text())
         train_speed = history["tokens_per_second"][-1]
-        runs = {name: json.loads(lm_app("evaluate", "--model-dir", model, "--corpus", heldout, "--json", *flags))
+        runs = {name: json.loads(cli("evaluate", "--model-dir", model, "--corpus", heldout, "--json", *flags))
                 for name, flags in (("rows", []), ("one row", ["--rows", "1"]))}
     rows = [[name, r["tokens"], r["tokens_per_second"], r["tokens_per_second"] / train_speed, r["perplexity"]]
             for name, r in runs.items()]
