@@ -178,10 +178,12 @@ def token_ids(files, vocab):
 
 def split_stream(ids, valid_fraction=0.1, test_fraction=0.1, cycles=10):
     """Training, validation and test streams: ``cycles`` cycles of contiguous blocks (see :func:`split_cycle`)."""
-    cycle = np.array(split_cycle(valid_fraction, test_fraction))
+    cycle = split_cycle(valid_fraction, test_fraction)
     block = max(1, len(ids) // (len(cycle) * cycles))
-    part = cycle[(np.arange(len(ids)) // block) % len(cycle)]
-    return tuple(ids[part == p] for p in (TRAIN, VALID, TEST))
+    # Slices of the blocks, not a part index per token (int64: twice the ids' own memory).
+    blocks = [(cycle[i % len(cycle)], start) for i, start in enumerate(range(0, len(ids), block))]
+    return tuple(np.concatenate([ids[:0]] + [ids[start:start + block] for part, start in blocks if part == p])
+                 for p in (TRAIN, VALID, TEST))
 
 
 def batchify(ids, rows):

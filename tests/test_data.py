@@ -1,5 +1,6 @@
 """The tf.data windows: exact contents, no crossing of files, a leak-free split."""
 import collections
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -235,3 +236,16 @@ def test_token_ids_end_lines_with_eos_in_pretokenized_mode(tmp_path):
     vocab = corpus.build_vocabulary(str(tmp_path / "a.txt"), min_count=0, mode="pretokenized")
     ids = data.token_ids([str(tmp_path / "a.txt")], vocab)
     assert [vocab.tokens[i] for i in ids] == ["x", "y", "<eos>", "z", "<eos>"]
+
+
+def test_the_stream_split_copies_each_token_once():
+    """#17.4: splitting holds the ids and their three parts, no per-token index arrays (int64: twice the ids)."""
+    ids = np.arange(1_000_003, dtype=np.int32)
+    tracemalloc.start()
+    try:
+        parts = data.split_stream(ids, 0.1, 0.1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), ids)
+    assert peak < 1.2 * ids.nbytes, peak / ids.nbytes
