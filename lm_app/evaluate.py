@@ -18,6 +18,8 @@ prints the difference on gutenberg.  Files are read through ``tf.data``, a
 block of rows at a time, never held whole, so a corpus larger than memory
 works.
 """
+import concurrent.futures
+import itertools
 import time
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from .export import VOCAB_NAME
 from .models import model_from_config
 
 EVAL_ROWS = 64  # rows scored side by side: the calls' matrix products get a wide batch
-ROW_LENGTH = 4096  # predicted tokens per row of a full block
+ROW_LENGTH = 2048  # predicted tokens per row of a full block: what is read before the first call
 BURN_IN = 512  # tokens a row reads, unscored, before its first prediction
 CALL_TOKENS = 2048  # tokens per call (rows x steps): the logits of one call are this x the vocabulary
 
@@ -173,9 +175,15 @@ def stream_sums(model, blocks):
         kept = (tf.boolean_mask(t, keep) for t in (*scores, tf.reshape(y, [-1])))
         return label_totals(*kept), states
 
+    blocks = iter(blocks)
+    with concurrent.futures.ThreadPoolExecutor(1) as reader:  # the first block is read while the functions trace
+        first = reader.submit(next, blocks, None)
+        warm_up.get_concrete_function()
+        step.get_concrete_function()
+        first = first.result()
     sums, unk = np.zeros(4), 0
     carried = model.zero_states(1)
-    for warm, x, y, keep in blocks:
+    for warm, x, y, keep in itertools.chain([first] if first else [], blocks):
         r, width = x.shape
         states = carried
         if r > 1:
