@@ -22,7 +22,6 @@ import os
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_text as tf_text
 
 from . import corpus, text
 from .config import TEST, TRAIN, VALID, split_cycle
@@ -92,7 +91,7 @@ def file_windows(path, table, vocab, window):
     """
     def step(tail, ids):
         joined = tf.concat([tail, ids], axis=0)
-        windows = tf_text.sliding_window(joined, window + 1, axis=0)
+        windows = tf.signal.frame(joined, window + 1, 1, axis=0)  # core TF: importing tensorflow_text costs memory
         return joined[-window:], windows
 
     start = tf.zeros([0], tf.int32)

@@ -1,5 +1,8 @@
 """The tf.data windows: exact contents, no crossing of files, a leak-free split."""
 import collections
+import os
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -7,6 +10,7 @@ import pytest
 
 from lm_app import corpus, data, text
 from lm_app.errors import UsageError
+from tests.conftest import ROOT
 
 
 def decode(ds, vocab):
@@ -249,3 +253,12 @@ def test_the_stream_split_copies_each_token_once():
         tracemalloc.stop()
     np.testing.assert_array_equal(np.sort(np.concatenate(parts)), ids)
     assert peak < 1.2 * ids.nbytes, peak / ids.nbytes
+
+
+def test_training_and_evaluation_do_not_load_tensorflow_text():
+    """#17.4: ``import tensorflow_text`` alone adds much resident memory to every process (bench/memory.py)."""
+    code = ("import sys; import lm_app.train, lm_app.evaluate, lm_app.data; "
+            "print('tensorflow_text' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["False"]
