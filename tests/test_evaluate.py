@@ -1,5 +1,6 @@
 """``evaluate`` (lm_app/evaluate.py): perplexity on held-out text is exp of the mean negative log-likelihood."""
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from lm_app import corpus, evaluate, text
 from lm_app.config import TrainConfig
 from lm_app.models import StreamLM
 from lm_app.train import train
-from tests.conftest import cycle_corpus, shared_file
+from tests.conftest import cycle_corpus, run_cli_in_process, shared_file
 
 
 def test_evaluate_perplexity_is_exp_of_the_mean_nll(stream_model, tmp_path):
@@ -154,3 +155,15 @@ def test_a_file_boundary_is_not_a_row_boundary(stream_model, tmp_path):
     layout = dict(rows=3, length=40, burn_in=8)
     apart = evaluate.score(model, cfg, vocab, [str(tmp_path / f"{i}.txt") for i in range(2)], **layout)
     scores_match(apart, evaluate.score(model, cfg, vocab, [str(tmp_path / "whole.txt")], **layout), rel=1e-9)
+
+
+def test_evaluate_rows_on_the_command_line(stream_model, tmp_path):
+    """``--rows 1`` is the one-row definition; ``--rows 0`` is refused before anything loads."""
+    work, cfg, _ = stream_model
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text(CYCLE * 3, encoding="utf-8")
+    proc = run_cli_in_process("evaluate", "--model-dir", work / "lm", "--corpus", heldout, "--rows", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    model, _, vocab = evaluate.load_trained(work / "lm")
+    scores_match(json.loads(proc.stdout), evaluate.score(model, cfg, vocab, [str(heldout)], rows=1), rel=1e-9)
+    assert run_cli_in_process("evaluate", "--model-dir", work / "lm", "--corpus", heldout, "--rows", "0").returncode == 2
