@@ -47,11 +47,13 @@ CYCLE = ("the cat sat on the mat and the dog ran to the park while the bird sang
 
 
 def cli(*args):
+    """One command of lm_app's CLI in its own process; its stdout (a failure ends the benchmark)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run([sys.executable, "-m", "lm_app", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"lm_app {args[0]} failed:\n{proc.stderr}")
+    return proc.stdout
 
 
 def train_tiny(work):

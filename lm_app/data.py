@@ -22,7 +22,6 @@ import os
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_text as tf_text
 
 from . import corpus, text
 from .config import TEST, TRAIN, VALID, split_cycle
@@ -92,7 +91,7 @@ def file_windows(path, table, vocab, window):
     """
     def step(tail, ids):
         joined = tf.concat([tail, ids], axis=0)
-        windows = tf_text.sliding_window(joined, window + 1, axis=0)
+        windows = tf.signal.frame(joined, window + 1, 1, axis=0)  # core TF: importing tensorflow_text costs memory
         return joined[-window:], windows
 
     start = tf.zeros([0], tf.int32)
@@ -199,10 +198,12 @@ def token_ids(files, vocab):
 
 def split_stream(ids, valid_fraction=0.1, test_fraction=0.1, cycles=10):
     """Training, validation and test streams: ``cycles`` cycles of contiguous blocks (see :func:`split_cycle`)."""
-    cycle = np.array(split_cycle(valid_fraction, test_fraction))
+    cycle = split_cycle(valid_fraction, test_fraction)
     block = max(1, len(ids) // (len(cycle) * cycles))
-    part = cycle[(np.arange(len(ids)) // block) % len(cycle)]
-    return tuple(ids[part == p] for p in (TRAIN, VALID, TEST))
+    # Slices of the blocks, not a part index per token (int64: twice the ids' own memory).
+    blocks = [(cycle[i % len(cycle)], start) for i, start in enumerate(range(0, len(ids), block))]
+    return tuple(np.concatenate([ids[:0]] + [ids[start:start + block] for part, start in blocks if part == p])
+                 for p in (TRAIN, VALID, TEST))
 
 
 def batchify(ids, rows):

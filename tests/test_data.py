@@ -1,11 +1,16 @@
 """The tf.data windows: exact contents, no crossing of files, a leak-free split."""
 import collections
+import os
+import subprocess
+import sys
+import tracemalloc
 
 import numpy as np
 import pytest
 
 from lm_app import corpus, data, text
 from lm_app.errors import UsageError
+from tests.conftest import ROOT
 
 
 def decode(ds, vocab):
@@ -241,3 +246,25 @@ def test_token_ids_end_lines_with_eos_in_pretokenized_mode(tmp_path):
     vocab = corpus.build_vocabulary(str(tmp_path / "a.txt"), min_count=0, mode="pretokenized")
     ids = data.token_ids([str(tmp_path / "a.txt")], vocab)
     assert [vocab.tokens[i] for i in ids] == ["x", "y", "<eos>", "z", "<eos>"]
+
+
+def test_the_stream_split_copies_each_token_once():
+    """#17.4: splitting holds the ids and their three parts, no per-token index arrays (int64: twice the ids)."""
+    ids = np.arange(1_000_003, dtype=np.int32)
+    tracemalloc.start()
+    try:
+        parts = data.split_stream(ids, 0.1, 0.1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), ids)
+    assert peak < 1.2 * ids.nbytes, peak / ids.nbytes
+
+
+def test_training_and_evaluation_do_not_load_tensorflow_text():
+    """#17.4: ``import tensorflow_text`` alone adds much resident memory to every process (bench/memory.py)."""
+    code = ("import sys; import lm_app.train, lm_app.evaluate, lm_app.data; "
+            "print('tensorflow_text' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["False"]

@@ -117,7 +117,8 @@ def cmd_evaluate(args):
     import_tensorflow()
     from .. import evaluate
 
-    report = evaluate.evaluate(args.model_dir, args.corpus, args.pretokenized, args.embeddings)
+    rows = {} if args.rows is None else {"rows": args.rows}
+    report = evaluate.evaluate(args.model_dir, args.corpus, args.pretokenized, args.embeddings, **rows)
     print(json.dumps(report) if args.json else evaluate.format_report(report))
 
 
@@ -327,6 +328,10 @@ def add_commands(sub):
                    help="dialogue models: also score the sampled answers against the references by "
                    "embedding Average, Greedy and Extrema (Liu et al. 2016) with these word vectors, "
                    "e.g. word2vec's vectors.txt (default: none)")
+    p.add_argument("--rows", type=dialogue.positive_int, default=None,
+                   help="stream models: rows of the corpus scored side by side, each after a burn-in "
+                   "of the tokens before it (default: 64); 1 gives every token its whole history, "
+                   "slower")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
