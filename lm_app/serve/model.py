@@ -86,12 +86,15 @@ def _tensor_info(spec, name):
             "tensor_shape": {"dim": dims, "unknown_rank": shape.rank is None}, "name": name}
 
 
-def _jsonable(value):
+def _jsonable(array):
+    """A numpy output as JSON values: its strings decoded, in one ``tolist`` (no walk over numbers)."""
+    value = array.tolist()
+    return _decoded(value) if array.dtype == object else value
+
+
+def _decoded(value):
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if hasattr(value, "tolist"):
-        value = value.tolist()
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [_decoded(v) for v in value]
     return value
-
