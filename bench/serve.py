@@ -1,18 +1,23 @@
-"""Load test of ``python -m lm_app serve`` on loopback: throughput, latency and errors.
+"""Load test of ``python -m lm_app serve`` on loopback: throughput, latency, errors, and the batching wait.
 
-Starts the server as a subprocess on a free port, runs ``--clients`` concurrent
-aiohttp clients for ``--seconds`` (each sends one request at a time, one
-prompt per request, TF Serving's row format), then the same load again beside
-a hostile mix for as long: ``--slow`` connections that send a request head and
-trickle the body a byte a second (reconnecting when closed), and clients that
-loop on oversized bodies, too many instances and deeply nested JSON.  Then it
-stops the server with SIGTERM and prints, for the normal clients of each run,
-requests/second, p50/p99 latency and the error count (must be 0; the exit code
-is 1 otherwise), what the hostile clients got, and how many model calls the
-server's batching needed for all those requests; the figures also go to
+Starts the server as a subprocess on a free port.  First, for each
+``--batch-wait-ms`` value, a server with that wait serves ``--clients``
+concurrent raw clients for ``--seconds`` (each sends one request at a time,
+one prompt per request, TF Serving's row format, on a kept-alive connection):
+one row per wait of requests/second, p50/p99 latency, errors and the mean
+number of texts per model call.  The raw clients are a few lines of asyncio,
+not aiohttp: they run on the same cores as the server, and the point is to
+measure the server, so they should take as little of the machine as they can.
+Then a server with the default wait serves the same load from aiohttp clients
+(the figure a user's aiohttp client sees), alone and beside a hostile mix for
+as long: ``--slow`` connections that send a request head and trickle the body
+a byte a second (reconnecting when closed), and clients that loop on oversized
+bodies, too many instances and deeply nested JSON.  Every run must have 0
+errors (the exit code is 1 otherwise).  The figures also go to
 ``bench/results/serve.json`` and ``bench/RESULTS.md``.
 
-    .venv/bin/python bench/serve.py [--model-dir DIR] [--seconds 10] [--clients 16] [--slow 2000]
+    .venv/bin/python bench/serve.py [--model-dir DIR] [--seconds 10] [--clients 8] [--slow 2000]
+                                    [--batch-wait-ms 0,0.5,1,2]
 
 Without ``--model-dir`` it first trains a tiny model into a temporary folder
 through the CLI (a few seconds).  Run it alone: it measures the whole machine.
@@ -68,11 +73,11 @@ def train_tiny(work):
 
 
 class ServerProcess:
-    def __init__(self, model_dir, name):
+    def __init__(self, model_dir, name, *flags):
         env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lm_app", "serve", "--model-dir", str(model_dir), "--port", "0",
-             "--name", name], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+             "--name", name, *map(str, flags)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
         self.lines = []
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -92,6 +97,48 @@ class ServerProcess:
         code = self.proc.wait(timeout=60)
         time.sleep(0.1)  # let the reader thread take the last lines
         return code
+
+    def mean_batch(self):
+        """Texts per model call, from the server's last line (after ``stop``)."""
+        served = re.search(r"(\d+) text\(s\), in (\d+) model call", self.lines[-1])
+        return int(served[1]) / max(int(served[2]), 1) if served else None
+
+
+async def raw_load(url, name, clients, seconds):
+    """The latencies, errors and elapsed time of ``clients`` raw HTTP/1.1 keep-alive clients."""
+    parts = urlsplit(url)
+    path = f"/v1/models/{name}:predict"
+    requests = []
+    for prompt in PROMPTS:
+        body = json.dumps({"instances": [prompt]}).encode()
+        requests.append(f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    latencies, errors = [], []
+
+    async def client(seed, until):
+        rng = random.Random(seed)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            while time.perf_counter() < until:
+                start = time.perf_counter()
+                writer.write(rng.choice(requests))
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+                body = await reader.readexactly(int(length[1])) if length else b""
+                if not head.startswith(b"HTTP/1.1 200") or not json.loads(body)["predictions"][0]["words"]:
+                    errors.append(f"{head[:12]!r}: {body[:200]!r}")
+                    continue
+                latencies.append(time.perf_counter() - start)
+        except Exception as e:  # a refused or broken connection counts as an error
+            errors.append(repr(e))
+        finally:
+            writer.close()
+
+    await client(-1, time.perf_counter() + 0.5)  # first a moment alone: the first model calls are not measured
+    latencies.clear()
+    began = time.perf_counter()
+    await asyncio.gather(*(client(i, began + seconds) for i in range(clients)))
+    return latencies, errors, time.perf_counter() - began
 
 
 async def load(url, name, clients, seconds, slow=None):
@@ -230,37 +277,68 @@ def report(title, latencies, errors, elapsed, clients):
     return row
 
 
+def wait_values(text):
+    try:
+        waits = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not waits or any(not 0 <= w < 30_000 for w in waits):
+        raise argparse.ArgumentTypeError(f"each wait must be in [0, 30000) ms, got {text!r}")
+    return waits
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", help="a trained model folder (default: train a tiny one)")
     parser.add_argument("--seconds", type=float, default=10.0,
-                        help="length of each load, alone and beside the hostile mix (default: 10)")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default: 16)")
+                        help="length of each load (default: 10)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default: 8)")
     parser.add_argument("--slow", type=int, default=2000,
                         help="slow clients in the hostile mix (default: 2000)")
+    parser.add_argument("--batch-wait-ms", type=wait_values, default=[0.0, 0.5, 1.0, 2.0],
+                        help="the serve --batch-wait-ms values to compare, a server each "
+                        "(default: 0,0.5,1,2)")
     record.add_argument(parser)
     args = parser.parse_args()
+    from lm_app.serve.limits import DEFAULT_BATCH_WAIT_MS
+
+    waits, codes = [], []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model_dir) if args.model_dir else train_tiny(Path(tmp))
+        for wait in args.batch_wait_ms:
+            server = ServerProcess(model_dir, "lm", "--batch-wait-ms", wait)
+            try:
+                run = asyncio.run(raw_load(server.url, "lm", args.clients, args.seconds))
+            finally:
+                codes.append(server.stop())
+            waits.append((wait, run, server.mean_batch()))
         server = ServerProcess(model_dir, "lm")
         try:
             *alone, _ = asyncio.run(load(server.url, "lm", args.clients, args.seconds))
             *beside, outcomes = asyncio.run(load(server.url, "lm", args.clients, args.seconds, args.slow))
         finally:
-            code = server.stop()
+            codes.append(server.stop())
     print(f"server on {server.url}")
-    rows = [report("normal load alone", *alone, args.clients),
-            report(f"normal load beside the hostile mix ({args.slow} slow clients, oversized, too many "
-                   "instances, nested)", *beside, args.clients)]
+    wait_rows = [[wait, *report(f"raw clients, --batch-wait-ms {wait:g}", *run, args.clients)[1:],
+                  mean_batch] for wait, run, mean_batch in waits]
+    for wait, *_, mean_batch in wait_rows:
+        print(f"  --batch-wait-ms {wait:g}: mean batch {mean_batch:.2f} texts per model call")
+    rows = [report("aiohttp clients, normal load alone", *alone, args.clients),
+            report(f"aiohttp clients, normal load beside the hostile mix ({args.slow} slow clients, "
+                   "oversized, too many instances, nested)", *beside, args.clients)]
     hostile = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
     print("  hostile     " + hostile)
-    print(f"server      {server.lines[-1]} (exit code {code})")
-    record.save("serve", [record.table(
-        "normal clients (one prompt per request, one request at a time each)",
-        ["run", "clients", "seconds", "requests", "requests/s", "p50 ms", "p99 ms", "errors"], rows)],
+    print(f"server      {server.lines[-1]} (exit code {codes[-1]})")
+    record.save("serve", [
+        record.table("the batching wait: raw clients (one prompt per request, one request at a time each), "
+                     "a server per wait", ["batch wait ms", "clients", "seconds", "requests", "requests/s",
+                                           "p50 ms", "p99 ms", "errors", "mean batch"], wait_rows),
+        record.table(f"aiohttp clients (one prompt per request, one request at a time each), "
+                     f"--batch-wait-ms {DEFAULT_BATCH_WAIT_MS:g} (the default)",
+                     ["run", "clients", "seconds", "requests", "requests/s", "p50 ms", "p99 ms", "errors"], rows)],
         {"hostile clients got": hostile, "server": server.lines[-1]}, results=args.results)
-    ok = all(row[4] is not None and row[-1] == 0 for row in rows)
-    return 0 if ok and code in (0, -signal.SIGTERM) else 1
+    ok = all(row[4] is not None and row[7] == 0 for row in wait_rows + rows)
+    return 0 if ok and all(code in (0, -signal.SIGTERM) for code in codes) else 1
 
 
 if __name__ == "__main__":

@@ -12,11 +12,12 @@ code, so this serves whatever ``tf.saved_model.load`` can read.  The responses
 carry ``words`` and ``probs`` (and ``continuation`` and ``log_prob`` for a
 seq2seq model), not the whole ``probabilities`` vector, so they stay small.
 
-Concurrency: the model runs in one worker thread, never on the event loop.
+Concurrency: the model runs in a thread of its own, never on the event loop.
 Requests that arrive while it is busy wait in a queue, and the next call takes
-all of them at once (up to ``MAX_BATCH`` texts) as one batch.  An idle server
-therefore answers at once, and a busy one does one model call per round
-instead of one per request; each request gets back exactly its own rows.
+all of them at once (up to ``MAX_BATCH`` texts) as one batch, after waiting
+``--batch-wait-ms`` for others to join it.  A busy server thus does one model
+call per round instead of one per request; each request gets back exactly its
+own rows.
 
 Hostile or heavy load: the work of one request is bounded (``--max-instances``
 texts, cut into model calls of at most ``MAX_BATCH``), the queue of texts

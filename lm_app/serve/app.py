@@ -76,8 +76,10 @@ def make_app(model, limits=None, hosts=None, connections=None):
             raise RequestError(f"request body of {request.content_length} bytes is over the "
                                f"limit of {limits.max_body} bytes", 413)
         try:
-            # aiohttp stops a chunked body at client_max_size
-            body = await asyncio.wait_for(request.read(), limits.body_timeout)
+            # aiohttp stops a chunked body at client_max_size. A body already here needs no
+            # timeout (wait_for would wrap the read in a task).
+            body = await (request.read() if request.content.is_eof()
+                          else asyncio.wait_for(request.read(), limits.body_timeout))
         except web.HTTPRequestEntityTooLarge:
             raise RequestError(f"request body is over the limit of {limits.max_body} bytes", 413) from None
         except asyncio.TimeoutError:
@@ -95,7 +97,7 @@ def make_app(model, limits=None, hosts=None, connections=None):
         return web.json_response({"predictions": rows})
 
     async def start_batcher(app):
-        app["batcher"] = Batcher(model, MAX_BATCH, limits.max_queue, limits.deadline)
+        app["batcher"] = Batcher(model, MAX_BATCH, limits.max_queue, limits.deadline, limits.batch_wait_ms / 1000)
 
     async def stop_batcher(app):
         batcher = app["batcher"]

@@ -11,6 +11,7 @@ DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_IDLE_TIMEOUT = 15.0  # seconds a connection may wait without a complete request head
 DEFAULT_BODY_TIMEOUT = 10.0  # seconds for the body to arrive once the head has
 DEFAULT_DEADLINE = 30.0  # seconds from the complete body to the answer
+DEFAULT_BATCH_WAIT_MS = 0.5  # chosen from the rows of bench/serve.py, which prints the trade-off of each wait
 
 
 def _limit(default, metavar, help):
@@ -34,9 +35,15 @@ class Limits:
                                  "answer 408 to a request whose body has not arrived in this time")
     deadline: float = _limit(DEFAULT_DEADLINE, "SECONDS",
                              "answer 504 to a request the model has not answered in this time")
+    batch_wait_ms: float = _limit(DEFAULT_BATCH_WAIT_MS, "MS",
+                                  "after the first text of a model call, wait this long for others to share "
+                                  "it (fewer, larger calls; each request waits longer); 0: take only those "
+                                  "already queued")
 
     def validate(self):
         check_ranges(self, [(limit.name, getattr(self, limit.name) > 0,
                              "must be a positive integer" if limit.type is int else "must be positive")
-                            for limit in dataclasses.fields(self)])
+                            for limit in dataclasses.fields(self) if limit.name != "batch_wait_ms"])
+        check_ranges(self, [("batch_wait_ms", 0 <= self.batch_wait_ms < self.deadline * 1000,
+                             "must be 0 or more and shorter than --deadline")])
         return self

@@ -29,7 +29,8 @@ class ServedModel:
             out = signature(**{name: texts})
             return {k: out[k] for k in served}
 
-        self.answer = answer
+        # The concrete function: calling the tf.function would look its trace up again on every call.
+        self.answer = answer.get_concrete_function()
 
     def __call__(self, texts):
         """One prediction dict per text, or per list of turns (run in the worker thread)."""
@@ -39,8 +40,8 @@ class ServedModel:
             width = max(len(turns) for turns in texts)
             texts = [turns + [b""] * (width - len(turns)) for turns in texts]
         out = self.answer(tf.constant(texts, tf.string))
-        columns = {k: out[k].numpy() for k in self.outputs}
-        return [{k: _jsonable(columns[k][row]) for k in self.outputs} for row in range(len(texts))]
+        columns = [_jsonable(out[k].numpy()) for k in self.outputs]  # one conversion per output, not per row
+        return [dict(zip(self.outputs, row)) for row in zip(*columns)]
 
     def metadata(self):
         """TF Serving's GetModelMetadata answer, from the loaded signature's structure."""
@@ -85,12 +86,15 @@ def _tensor_info(spec, name):
             "tensor_shape": {"dim": dims, "unknown_rank": shape.rank is None}, "name": name}
 
 
-def _jsonable(value):
+def _jsonable(array):
+    """A numpy output as JSON values: its strings decoded, in one ``tolist`` (no walk over numbers)."""
+    value = array.tolist()
+    return _decoded(value) if array.dtype == object else value
+
+
+def _decoded(value):
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if hasattr(value, "tolist"):
-        value = value.tolist()
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [_decoded(v) for v in value]
     return value
-

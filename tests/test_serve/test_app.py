@@ -240,6 +240,9 @@ def test_startup_errors_are_one_line(model_dir, tmp_path):
         assert_usage_error(run_cli("serve", "--model-dir", model_dir, "--port", port),
                            f"cannot listen on 127.0.0.1:{port}")
     assert_usage_error(run_cli("serve", "--model-dir", model_dir, "--name", "a/b"), "--name")
+    for wait in ("-1", "nan", "30000"):  # 30 s: the default --deadline, which every request would miss
+        assert_usage_error(run_cli("serve", "--model-dir", model_dir, "--batch-wait-ms", wait),
+                           "--batch-wait-ms must be 0 or more and shorter than --deadline, got")
 
 
 # The rules of requests.py, batcher.py and connections.py (tested in-process beside this file) over real HTTP.

@@ -70,3 +70,28 @@ def test_a_full_queue_is_a_503_and_a_late_answer_a_504():
     assert full.status == 503 and "busy" in str(full)
     assert all(isinstance(e, RequestError) and e.status == 504 for e in late), late
     assert model.calls == [4]  # the request past its deadline was never run
+
+
+def test_without_a_wait_a_lone_request_has_a_call_of_its_own():
+    async def body(batcher, model):
+        for i in range(3):
+            assert await batcher.predict([f"t{i}".encode()]) == [{"text": f"t{i}".encode()}]
+
+    _, model = with_batcher(body, max_batch=4, wait=0.0)
+    assert model.calls == [1, 1, 1]
+
+
+def test_a_batch_wait_lets_requests_sent_one_after_another_share_a_call():
+    """The wait ends as soon as the batch is full, so this takes no minute."""
+    import asyncio
+
+    async def body(batcher, model):
+        sent = []
+        for i in range(4):
+            sent.append(asyncio.ensure_future(batcher.predict([f"t{i}".encode()])))
+            await asyncio.sleep(0.01)  # one after another, not at once
+        return await asyncio.gather(*sent)
+
+    answers, model = with_batcher(body, max_batch=4, wait=60.0)
+    assert model.calls == [4]
+    assert [rows[0]["text"] for rows in answers] == [f"t{i}".encode() for i in range(4)]
