@@ -173,12 +173,16 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
             p = end_epoch(epoch, logs)
             if on_epoch:
                 on_epoch(logs)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as e:
+        # A Ctrl-C inside a C extension's first import (matplotlib's, at the first epoch's end)
+        # surfaces as an ImportError caused by the KeyboardInterrupt: the same interrupt.
+        if not isinstance(e, KeyboardInterrupt) and not isinstance(e.__cause__, KeyboardInterrupt):
+            raise
         save(p)
         log(f"\ninterrupted: state saved in {state}; `train --resume` continues")
         if best_weights.exists():
             finish(trainer, cfg, vocab, best_weights, p, log, complete=False, chief=chief)
-        raise
+        raise KeyboardInterrupt from None
     return finish(trainer, cfg, vocab, best_weights, p, log, chief=chief)
 
 
