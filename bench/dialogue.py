@@ -1,20 +1,29 @@
 """HRED, VHRED and the flat seq2seq baseline side by side on the Shakespeare dialogues, median of seeds.
 
 Every model trains on ``../shared/data/dialogue/shakespeare`` with the same
-sizes, epochs and batches, each run in its own process (so its peak memory is
+sizes, epochs, batches and optimiser (Adam at ``--learning-rate`` 0.001, the
+gradient's norm clipped at ``--clip-norm`` 1, as the papers' code clips it;
+at train's 0.005 HRED's utterance encoder saturates to a constant and no
+model reads its context), each run in its own process (so its peak memory is
 its own), one after the other (two trainings on two cores ruin both).  For
 each, ``evaluate`` scores the test dialogues: per-token response perplexity
 (VHRED: the ELBO's bound), the KL per response, and distinct-1/2 of 5 answers
-sampled per test context at temperature 1; training tokens/s is the mean over
-epochs; the parameter count of each model is printed beside it (the flat
-baseline is sized to HRED's).  VHRED's KL weight rises over
-``--kl-anneal-steps`` (default: the first half of the run, so the second half
-trains on the whole bound); its other settings are train's defaults.  Printed
-and saved (``bench/results/dialogue.json``): the median over ``--seeds`` of
-each, HRED's perplexity over the flat baseline's, VHRED's KL (collapse: below
-about 0.5 nats) and its distinct-2 beside HRED's.
+sampled per test context at temperature 1, and distinct-2 again at
+``--low-temperature`` (0.5: the papers compare diversity under mode-seeking
+decoding, where HRED's answers can only vary by the sampled words, VHRED's
+by z too); the perplexity with every response scored after another
+response's context (a fixed shuffle) says whether a model reads its context
+at all.  Training tokens/s is the mean over epochs; the parameter count of
+each model is printed beside it (the flat baseline is sized to HRED's).
+VHRED's KL weight rises over ``--kl-anneal-steps`` (default: the first half
+of the run, so the second half trains on the whole bound); its other settings
+are train's defaults.  Printed and saved (``bench/results/dialogue.json``,
+with a table per seed): the median over ``--seeds`` of each, HRED's
+perplexity over the flat baseline's, VHRED's KL (collapse: below about 0.5
+nats) and its distinct-2 beside HRED's at both temperatures.
 
-    .venv/bin/python bench/dialogue.py [--epochs 10] [--seeds 3] [--hidden 128] [--kl-anneal-steps N] [--results DIR]
+    .venv/bin/python bench/dialogue.py [--epochs 10] [--seeds 3] [--hidden 128] [--kl-anneal-steps N]
+        [--learning-rate 0.001] [--clip-norm 1] [--low-temperature 0.5] [--results DIR]
 """
 import argparse
 import json
@@ -35,11 +44,30 @@ ARCHS = ("seq2seq", "hred", "vhred")
 FIRST_SEED = 1111
 
 
-def run_one(arch, seed, epochs, embedding, hidden, kl_anneal_steps, work):
+def shuffled_context_perplexity(model, cfg, vocab, path):
+    """Test perplexity with every response scored after another response's context (a fixed shuffle).
+
+    Equal to the real contexts' perplexity when the model does not read its context at all.
+    """
+    import numpy as np
+
+    from lm_app import losses
+    from lm_app.dialogue.data import Examples, end_of_turn, read_dialogues
+
+    examples = Examples(read_dialogues([path], vocab), cfg.context_turns, cfg.max_turn_words, end_of_turn(len(vocab)))
+    examples.examples[:, :-1] = examples.examples[np.random.default_rng(0).permutation(len(examples)), :-1]
+    sums = np.zeros(4)
+    for x, y in examples.batches(64):
+        sums += losses.totals(*model.token_losses(x, y)[:2]).numpy()
+    return losses.perplexity(sums[0] / sums[3])
+
+
+def run_one(arch, seed, args, work):
     """Train and evaluate one model in this process; its figures as a dict."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from lm_app import corpus, evaluate
     from lm_app.config import TrainConfig
+    from lm_app.dialogue.evaluate import score_dialogues
     from lm_app.dialogue.models import dialogue_model
     from lm_app.train import train
 
@@ -47,15 +75,20 @@ def run_one(arch, seed, epochs, embedding, hidden, kl_anneal_steps, work):
     vocab.save(work / "vocab.txt")
     cfg = TrainConfig(corpus=str(DATA / "train.txt"), valid_corpus=str(DATA / "valid.txt"),
                       test_corpus=str(DATA / "test.txt"), vocab=str(work / "vocab.txt"),
-                      model_dir=str(work / arch), objective="dialogue", arch=arch, embedding=embedding,
-                      hidden=hidden, epochs=epochs, patience=epochs, seed=seed,
-                      **({"kl_anneal_steps": kl_anneal_steps} if arch == "vhred" else {}))
+                      model_dir=str(work / arch), objective="dialogue", arch=arch, embedding=args.embedding,
+                      hidden=args.hidden, epochs=args.epochs, patience=args.epochs, seed=seed,
+                      learning_rate=args.learning_rate, clip_norm=args.clip_norm,
+                      **({"kl_anneal_steps": args.kl_anneal_steps} if arch == "vhred" else {}))
     train(cfg, verbose=0, log=lambda *a: None)
     history = json.loads((work / arch / "history.json").read_text())
     test = evaluate.evaluate(work / arch, str(DATA / "test.txt"))
+    model, cfg, vocab = evaluate.load_trained(work / arch)
+    low = score_dialogues(model, cfg, vocab, [str(DATA / "test.txt")], temperature=args.low_temperature)
     parameters = sum(int(w.shape.num_elements()) for w in dialogue_model(cfg, len(vocab)).trainable_weights)
     return {"parameters": parameters, "perplexity": test["perplexity"], "kl_per_response": test.get("kl_per_response"),
+            "perplexity_shuffled_contexts": shuffled_context_perplexity(model, cfg, vocab, str(DATA / "test.txt")),
             "distinct_1": test["distinct_1"], "distinct_2": test["distinct_2"],
+            "distinct_2_low_temperature": low["distinct_2"],
             "tokens_per_second": statistics.mean(history["tokens_per_second"]),
             "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -73,7 +106,9 @@ def in_process(arch, seed, args):
     with tempfile.TemporaryDirectory() as work:
         proc = subprocess.run([sys.executable, __file__, "--only", arch, "--seed", str(seed), "--work", work,
                                "--epochs", str(args.epochs), "--embedding", str(args.embedding),
-                               "--hidden", str(args.hidden), "--kl-anneal-steps", str(args.kl_anneal_steps)],
+                               "--hidden", str(args.hidden), "--kl-anneal-steps", str(args.kl_anneal_steps),
+                               "--learning-rate", str(args.learning_rate), "--clip-norm", str(args.clip_norm),
+                               "--low-temperature", str(args.low_temperature)],
                               capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         if proc.returncode:
             sys.exit(f"{arch} seed {seed} failed:\n{proc.stderr}")
@@ -88,6 +123,10 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--kl-anneal-steps", type=int, default=None,
                         help="VHRED's (default: the steps of the first half of the run)")
+    parser.add_argument("--learning-rate", type=float, default=0.001, help="every model's (default: %(default)s)")
+    parser.add_argument("--clip-norm", type=float, default=1.0, help="every model's (default: %(default)s)")
+    parser.add_argument("--low-temperature", type=float, default=0.5,
+                        help="distinct-2 is also measured at this temperature (default: %(default)s)")
     parser.add_argument("--only", choices=ARCHS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=FIRST_SEED, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -96,8 +135,7 @@ def main(argv=None):
     if args.kl_anneal_steps is None:
         args.kl_anneal_steps = args.epochs * steps_per_epoch() // 2
     if args.only:
-        print(json.dumps(run_one(args.only, args.seed, args.epochs, args.embedding, args.hidden,
-                                 args.kl_anneal_steps, Path(args.work))))
+        print(json.dumps(run_one(args.only, args.seed, args, Path(args.work))))
         return
     runs = {arch: [] for arch in ARCHS}
     for seed in range(FIRST_SEED, FIRST_SEED + args.seeds):
@@ -108,17 +146,25 @@ def main(argv=None):
     def median(arch, key):
         return statistics.median(r[key] for r in runs[arch])
 
-    keys = ("parameters", "perplexity", "distinct_1", "distinct_2", "tokens_per_second", "peak_mib")
+    keys = ("parameters", "perplexity", "perplexity_shuffled_contexts", "distinct_1", "distinct_2",
+            "distinct_2_low_temperature", "tokens_per_second", "peak_mib")
     rows = [[arch, *(round(median(arch, k), 3) for k in keys)] for arch in ARCHS]
     figures = {"hred/seq2seq test perplexity": round(median("hred", "perplexity") / median("seq2seq", "perplexity"), 3),
                "vhred KL per response (nats)": round(median("vhred", "kl_per_response"), 3),
-               "vhred/hred distinct-2": round(median("vhred", "distinct_2") / median("hred", "distinct_2"), 3)}
+               "vhred/hred distinct-2": round(median("vhred", "distinct_2") / median("hred", "distinct_2"), 3),
+               f"vhred/hred distinct-2 at temperature {args.low_temperature}":
+                   round(median("vhred", "distinct_2_low_temperature") / median("hred", "distinct_2_low_temperature"), 3)}
     for row in rows:
         print(row)
     print(figures)
-    record.save("dialogue", [record.table(f"median of {args.seeds} seeds, {args.epochs} epochs (vhred: perplexity "
-                                          f"is the ELBO's bound; --kl-anneal-steps {args.kl_anneal_steps}, "
-                                          "train's other defaults)", ["arch", *keys], rows)],
+    per_seed = [[arch, FIRST_SEED + i, *(round(r[k], 3) for k in keys[1:]),
+                 None if r["kl_per_response"] is None else round(r["kl_per_response"], 3)]
+                for arch in ARCHS for i, r in enumerate(runs[arch])]
+    recipe = (f"--learning-rate {args.learning_rate} --clip-norm {args.clip_norm}; vhred: perplexity is the ELBO's "
+              f"bound, --kl-anneal-steps {args.kl_anneal_steps}; train's other defaults")
+    record.save("dialogue", [record.table(f"median of {args.seeds} seeds, {args.epochs} epochs ({recipe})",
+                                          ["arch", *keys], rows),
+                             record.table("each seed", ["arch", "seed", *keys[1:], "kl_per_response"], per_seed)],
                 figures, argv=sys.argv[1:] if argv is None else argv, results=args.results)
 
 
