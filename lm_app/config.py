@@ -15,9 +15,16 @@ from .dialogue import settings as dialogue
 from .errors import UsageError
 
 SEED_MAX = 2**32 - 1  # NumPy's generators (sampling, Keras' set_random_seed) take [0, 2**32)
-# Dividing the rate after a stalled epoch is the standard protocol's recipe; the notes'
-# window runs keep Adam's rate constant.
-LR_DECAY = {"window": 1.0, "stream": 4.0}
+# The defaults that depend on the objective (a setting not given is None until then).  Dividing
+# the rate after a stalled epoch is the standard protocol's recipe; the notes' window runs keep
+# Adam's rate constant.  Dialogue models train as the HRED/VHRED papers' code does, Adam with the
+# gradient clipped at 1 and a smaller rate: at 0.005 unclipped, HRED's utterance encoder saturates
+# and every context reaches the decoder as the same vector.
+OBJECTIVE_DEFAULTS = {
+    "learning_rate": {"window": 0.005, "stream": 0.005, "dialogue": 0.001},
+    "clip_norm": {"window": 0.0, "stream": 0.0, "dialogue": 1.0},
+    "lr_decay": {"window": 1.0, "stream": 4.0, "dialogue": 1.0},
+}
 CHOICES = {
     "arch": ("rnn", "lstm", "gru", "attention", "seq2seq", "hred", "vhred"),
     "cell": ("rnn", "lstm", "gru"),
@@ -129,9 +136,9 @@ class TrainConfig:
     optimizer: str = "adam"
     epochs: int = 30
     batch_size: int = 128
-    learning_rate: float = 0.005
-    clip_norm: float = 0.0
-    lr_decay: float = None  # None (not given): LR_DECAY[objective]
+    learning_rate: float = None  # None (not given): OBJECTIVE_DEFAULTS[...][objective]
+    clip_norm: float = None
+    lr_decay: float = None
     patience: int = 3
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -151,8 +158,9 @@ class TrainConfig:
     kl_free_nats: float = 3.0
 
     def __post_init__(self):
-        if self.lr_decay is None:
-            self.lr_decay = LR_DECAY.get(self.objective, 1.0)
+        for name, per_objective in OBJECTIVE_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, per_objective.get(self.objective, per_objective["window"]))
         if isinstance(self.cutoffs, list):  # as config.json and run.json keep it
             self.cutoffs = tuple(self.cutoffs)
 

@@ -112,16 +112,23 @@ def test_help_says_which_flags_act_for_one_objective_and_their_limits():
     for name in ("tied", "bptt"):
         assert "--objective stream only" in helps[name]
     assert "--objective window only" in helps["window"]
-    assert "with --objective window" in helps["lr_decay"] and "with stream" in helps["lr_decay"]
+    assert "(default: 1; 4 with stream)" in helps["lr_decay"]
+    assert "(default: 0.005; 0.001 with dialogue)" in helps["learning_rate"]
+    assert "(default: 0; 1 with dialogue)" in helps["clip_norm"]
     predict = {a.dest: a.help for a in sub.choices["predict"]._actions}
     assert "at most the model's exported top-k" in predict["top_k"]
 
 
-def test_the_default_lr_decay_depends_on_the_objective():
-    """#12.4: window runs keep the notes' constant Adam rate unless --lr-decay is given."""
-    assert TrainConfig().lr_decay == 1.0
+def test_the_default_rate_decay_and_clipping_depend_on_the_objective():
+    """#12.4: window runs keep the notes' constant Adam rate unless --lr-decay is given; dialogue
+    models train as the HRED/VHRED papers' code, at a smaller rate with the gradient clipped."""
+    assert (TrainConfig().learning_rate, TrainConfig().clip_norm, TrainConfig().lr_decay) == (0.005, 0.0, 1.0)
     assert TrainConfig(objective="stream").lr_decay == 4.0
-    assert TrainConfig(lr_decay=2.0).lr_decay == 2.0
+    dialogue = TrainConfig(objective="dialogue", arch="hred", cell="gru")
+    assert (dialogue.learning_rate, dialogue.clip_norm, dialogue.lr_decay) == (0.001, 1.0, 1.0)
+    assert not {"learning_rate", "clip_norm", "lr_decay"} & dialogue.changed()  # not "typed": no conflict
+    typed = TrainConfig(objective="dialogue", learning_rate=0.01, clip_norm=0.0, lr_decay=2.0)
+    assert (typed.learning_rate, typed.clip_norm, typed.lr_decay) == (0.01, 0.0, 2.0)
 
 
 def test_a_window_run_keeps_its_rate_unless_told_to_decay(tmp_path):

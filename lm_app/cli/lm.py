@@ -141,6 +141,15 @@ def cmd_export(args):
           f"-> probabilities float32 [1, {result['vocab_size']}]; {ops}")
 
 
+def per_objective(name):
+    """A default that depends on ``--objective``, as ``--help`` says it: ``0.005; 0.001 with dialogue``."""
+    from ..config import OBJECTIVE_DEFAULTS
+
+    values = OBJECTIVE_DEFAULTS[name]
+    others = [f"{value:g} with {objective}" for objective, value in values.items() if value != values["window"]]
+    return "; ".join([f"{values['window']:g}", *others])
+
+
 def only_when_typed(parser, names):
     """Leave the flags ``names`` out of the parsed arguments unless typed; ``--help`` still shows their defaults.
 
@@ -184,7 +193,7 @@ def add_serve_parser(sub, model_dir_default):
 
 def add_commands(sub):
     """Declare the language model's sub-commands on ``sub`` (the top parser's sub-parsers)."""
-    from ..config import (CHOICES, LR_DECAY, ONEHOT, PRESETS, SEED_MAX, TrainConfig, cutoff_list, embedding_size,
+    from ..config import (CHOICES, ONEHOT, PRESETS, SEED_MAX, TrainConfig, cutoff_list, embedding_size,
                          preset_flags)
 
     defaults = TrainConfig()
@@ -279,14 +288,13 @@ def add_commands(sub):
     g = p.add_argument_group("optimisation", "how the weights are fitted")
     g.add_argument("--optimizer", default=defaults.optimizer, choices=CHOICES["optimizer"],
                    help="(default: %(default)s)")
-    g.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
-                   help="initial learning rate (default: %(default)s)")
+    g.add_argument("--learning-rate", type=float, default=None,
+                   help=f"initial learning rate (default: {per_objective('learning_rate')})")
     g.add_argument("--lr-decay", type=float, default=None,
                    help="divide the learning rate by this after an epoch without validation "
-                   f"improvement, 1 = never, both objectives (default: {LR_DECAY['window']:g}, a "
-                   f"constant rate, with --objective window; {LR_DECAY['stream']:g} with stream)")
-    g.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
-                   help="clip the gradient to this global norm, 0 = off (default: %(default)s)")
+                   f"improvement, 1 = never, a constant rate (default: {per_objective('lr_decay')})")
+    g.add_argument("--clip-norm", type=float, default=None,
+                   help=f"clip the gradient to this global norm, 0 = off (default: {per_objective('clip_norm')})")
     g.add_argument("--batch-size", type=int, default=defaults.batch_size,
                    help="windows per batch, or rows with --objective stream (default: %(default)s)")
     g.add_argument("--epochs", type=int, default=defaults.epochs,
