@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from . import losses
 from .checkpoint import checkpoint_names
+from .distribute import replica_rows, replicas
 
 
 class Metrics:
@@ -49,9 +50,22 @@ def clip_by_global_norm(grads, max_norm):
     PyTorch's ``clip_grad_norm_`` measures it).  Keras' ``global_clipnorm`` and
     ``tf.linalg.global_norm`` square the rows as they come, which
     underestimates the norm whenever a word repeats within a batch.
+
+    Replicas training together: the norm is that of the gradient summed over
+    them (what one process would clip), and each replica's share is scaled by
+    its factor before the optimizer sums the shares.  ``max_norm`` 0: no
+    clipping, the gradients made dense (replicas' sparse ones, of unequal
+    sizes, cannot be gathered).
     """
     dense = [None if g is None else tf.convert_to_tensor(g) for g in grads]  # None: unused variable
-    return tf.clip_by_global_norm(dense, max_norm)[0]
+    if not max_norm:
+        return dense
+    if replicas()[1] == 1:
+        return tf.clip_by_global_norm(dense, max_norm)[0]
+    present = [g for g in dense if g is not None]
+    norm = tf.linalg.global_norm(tf.distribute.get_replica_context().all_reduce("SUM", present))
+    scale = max_norm * tf.minimum(1.0 / norm, 1.0 / max_norm)  # as tf.clip_by_global_norm computes it
+    return [None if g is None else g * scale for g in dense]
 
 
 class Trainer:
@@ -77,14 +91,25 @@ class Trainer:
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True, autograph=False)
 
     def distribute(self, batches):
-        if self.strategy is tf.distribute.get_strategy():
+        """The batches each replica reads: whole ones where the objective's rows carry state."""
+        if self.strategy is tf.distribute.get_strategy() or self.objective.rows_carry_state:
             return batches
         return self.strategy.experimental_distribute_dataset(batches)
 
     def _distributed_train_step(self, x, y):
-        loss = self.strategy.run(self._train_step, args=(x, y))
+        return self._replicated_train_step(x, y)[0]
+
+    def _replicated_train_step(self, x, y):
+        """``(the loss summed over replicas, each replica's count of predicted tokens)``."""
+        loss, tokens = self.strategy.run(self._replica_train_step, args=(x, y))
         self.step.assign_add(1)
-        return self.strategy.reduce("SUM", loss, axis=None)
+        return self.strategy.reduce("SUM", loss, axis=None), tokens
+
+    def _replica_train_step(self, x, y):
+        if self.objective.rows_carry_state:  # every replica reads the whole batch: its rows are its own
+            x, y = replica_rows(x), replica_rows(y)
+        # Labels that are not <pad> (id 0): every label of a language model, a dialogue's real response tokens.
+        return self._train_step(x, y), tf.math.count_nonzero(y, dtype=tf.int64)
 
     def _train_steps(self, iterator, count):
         """``count`` training steps from ``iterator`` in one call; returns the tokens they predicted.
@@ -95,10 +120,8 @@ class Trainer:
         """
         def step(i, tokens):
             x, y = iterator.get_next()
-            self._distributed_train_step(x, y)
-            local = self.strategy.experimental_local_results(y)  # this worker's replicas' parts
-            # Labels that are not <pad> (id 0): every label of a language model, a dialogue's real response tokens.
-            return i + 1, tokens + tf.add_n([tf.math.count_nonzero(t, dtype=tf.int64) for t in local])
+            local = self.strategy.experimental_local_results(self._replicated_train_step(x, y)[1])
+            return i + 1, tokens + tf.add_n(list(local))  # this worker's replicas' tokens
 
         return tf.while_loop(lambda i, _: i < count, step, (tf.constant(0), tf.constant(0, tf.int64)))[1]
 
@@ -107,7 +130,7 @@ class Trainer:
             token_losses, ranks = self.objective.token_losses(x, y, training=True)
             loss = tf.nn.compute_average_loss(token_losses)  # the mean over all replicas' tokens
         grads = tape.gradient(loss, self.model.trainable_variables)
-        if self.clip_norm:
+        if self.clip_norm or replicas()[1] > 1:
             grads = clip_by_global_norm(grads, self.clip_norm)
         self.optimizer.apply(grads, self.model.trainable_variables)
         self.train_metrics.update(token_losses, ranks)
