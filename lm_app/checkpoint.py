@@ -172,7 +172,8 @@ def restore(manager, log, agree=None):
         common = agree([at for at in positions if at is not None])
         paths = [path for path, at in zip(paths, positions) if at == common][:1]  # none: all start afresh
         if paths[:1] != manager.checkpoints[-1:]:
-            log(f"resuming from {paths[0] if paths else 'the start'}: where every worker saved its state")
+            log(f"resuming from {paths[0]}: where every worker saved its state" if paths
+                else "starting afresh: a worker saved no state")
     for i, path in enumerate(paths):
         problem = read_checkpoint(manager.checkpoint, path)
         if not problem:

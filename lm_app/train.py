@@ -82,6 +82,8 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
 
     keras.utils.set_random_seed(cfg.seed)
     trainer = Trainer(objective, len(vocab), cfg, strategy)
+    if trainer.strategy.num_replicas_in_sync > 1:
+        log(f"{trainer.strategy.num_replicas_in_sync} replicas train together")
     model = trainer.model
     progress_var = tf.Variable(json.dumps(fresh_progress(cfg)), trainable=False)
     kept, agree = resuming(cfg.strategy, strategy)
