@@ -50,22 +50,27 @@ def clip_by_global_norm(grads, max_norm):
     PyTorch's ``clip_grad_norm_`` measures it).  Keras' ``global_clipnorm`` and
     ``tf.linalg.global_norm`` square the rows as they come, which
     underestimates the norm whenever a word repeats within a batch.
-
-    Replicas training together: the norm is that of the gradient summed over
-    them (what one process would clip), and each replica's share is scaled by
-    its factor before the optimizer sums the shares.  ``max_norm`` 0: no
-    clipping, the gradients made dense (replicas' sparse ones, of unequal
-    sizes, cannot be gathered).
     """
     dense = [None if g is None else tf.convert_to_tensor(g) for g in grads]  # None: unused variable
-    if not max_norm:
-        return dense
-    if replicas()[1] == 1:
-        return tf.clip_by_global_norm(dense, max_norm)[0]
-    present = [g for g in dense if g is not None]
-    norm = tf.linalg.global_norm(tf.distribute.get_replica_context().all_reduce("SUM", present))
-    scale = max_norm * tf.minimum(1.0 / norm, 1.0 / max_norm)  # as tf.clip_by_global_norm computes it
-    return [None if g is None else g * scale for g in dense]
+    return tf.clip_by_global_norm(dense, max_norm)[0]
+
+
+def summed_over_replicas(grads):
+    """The whole batch's gradient: every replica's, summed, dense (sparse ones of unequal sizes cannot be)."""
+    dense = [g for g in grads if g is not None]
+    summed = iter(tf.distribute.get_replica_context().all_reduce("SUM", [tf.convert_to_tensor(g) for g in dense]))
+    return [None if g is None else next(summed) for g in grads]
+
+
+def sums_nothing(optimizer):
+    """Keep Keras from summing the replicas' gradients in ``apply``: the step has summed them once already.
+
+    The sum must come before clipping, which needs the whole batch's norm;
+    a second sum of the same gradients would cost a second all-reduce.
+    """
+    if not callable(getattr(optimizer, "_all_reduce_sum_gradients", None)):  # Keras 3's TensorFlow optimizer
+        raise RuntimeError("this Keras optimizer sums the replicas' gradients where lm_app does not expect it")
+    optimizer._all_reduce_sum_gradients = lambda grads_and_vars: grads_and_vars
 
 
 class Trainer:
@@ -79,6 +84,8 @@ class Trainer:
             self.model = objective.build(vocab_size)
             self.optimizer = make_optimizer(cfg)
             self.optimizer.build(self.model.trainable_variables)
+            if self.strategy.num_replicas_in_sync > 1:
+                sums_nothing(self.optimizer)
             self.train_metrics = Metrics()
             # Batches done in this epoch, counted inside the compiled step: a Ctrl-C that lands
             # between the step and Python's bookkeeping cannot make the two disagree.
@@ -129,10 +136,13 @@ class Trainer:
         with tf.GradientTape() as tape:
             token_losses, ranks = self.objective.token_losses(x, y, training=True)
             loss = tf.nn.compute_average_loss(token_losses)  # the mean over all replicas' tokens
-        grads = tape.gradient(loss, self.model.trainable_variables)
-        if self.clip_norm or replicas()[1] > 1:
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        if replicas()[1] > 1:  # summed once, here (see sums_nothing): clipping needs the whole batch's norm
+            grads = summed_over_replicas(grads)
+        if self.clip_norm:
             grads = clip_by_global_norm(grads, self.clip_norm)
-        self.optimizer.apply(grads, self.model.trainable_variables)
+        self.optimizer.apply(grads, variables)
         self.train_metrics.update(token_losses, ranks)
         return loss
 
