@@ -200,7 +200,10 @@ def read_checkpoint(checkpoint, path):
 
 
 def saved_position(path):
-    """Where in the run a checkpoint was saved, ``epoch * 2**40 + step``, read without restoring it; None if unreadable."""
+    """Where in the run a checkpoint was saved, ``epoch * 2**40 + step``, read without restoring it.
+
+    None if it cannot be read.
+    """
     import tensorflow as tf
 
     try:
