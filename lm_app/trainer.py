@@ -56,7 +56,11 @@ def clip_by_global_norm(grads, max_norm):
 
 
 def summed_over_replicas(grads):
-    """The whole batch's gradient: every replica's, summed, dense (sparse ones of unequal sizes cannot be)."""
+    """The whole batch's gradient: every replica's, summed, dense.
+
+    Gathering the embedding's sparse gradient (a row per token) instead failed
+    in the compiled loop: the collectives of the replicas' gathers did not pair up.
+    """
     dense = [g for g in grads if g is not None]
     summed = iter(tf.distribute.get_replica_context().all_reduce("SUM", [tf.convert_to_tensor(g) for g in dense]))
     return [None if g is None else next(summed) for g in grads]
