@@ -59,7 +59,8 @@ def summed_over_replicas(grads):
     """The whole batch's gradient: every replica's, summed, dense.
 
     Gathering the embedding's sparse gradient (a row per token) instead failed
-    in the compiled loop: the collectives of the replicas' gathers did not pair up.
+    in the compiled loop, whose gathers then change shape (an epoch's last
+    chunk is shorter): the replicas' collectives did not pair up.
     """
     dense = [g for g in grads if g is not None]
     summed = iter(tf.distribute.get_replica_context().all_reduce("SUM", [tf.convert_to_tensor(g) for g in dense]))
