@@ -8,6 +8,7 @@ so a checkpoint of another model fails to load instead of loading wrongly.
 """
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import re
@@ -154,14 +155,25 @@ def resumed_run(cfg, stored, given, force, log):
     return resumed, vocab
 
 
-def restore(manager, log):
+def restore(manager, log, agree=None):
     """Restore the newest checkpoint that reads back whole, else the one before it (a line says so).
 
     A kill while TensorFlow wrote a checkpoint, or a full disk, can leave the
     newest one truncated; the manager keeps two for that.  One that does not
     match this model's variables by name (another model's) fails the same way.
+
+    ``agree``: workers training together (:func:`lm_app.distribute.newest_common`)
+    restore the newest position that all of them saved: a worker killed while
+    the others went on saved fewer checkpoints than they did.
     """
     paths = manager.checkpoints[::-1]  # newest first
+    if agree is not None:
+        positions = [saved_position(path) for path in paths]
+        common = agree([at for at in positions if at is not None])
+        paths = [path for path, at in zip(paths, positions) if at == common][:1]  # none: all start afresh
+        if paths[:1] != manager.checkpoints[-1:]:
+            log(f"resuming from {paths[0]}: where every worker saved its state" if paths
+                else "starting afresh: a worker saved no state")
     for i, path in enumerate(paths):
         problem = read_checkpoint(manager.checkpoint, path)
         if not problem:
@@ -185,3 +197,18 @@ def read_checkpoint(checkpoint, path):
         status.expect_partial()  # else TensorFlow logs every unmatched value at exit
         return "its variables are not this model's"
     return ""
+
+
+def saved_position(path):
+    """Where in the run a checkpoint was saved, ``epoch * 2**40 + step``, read without restoring it.
+
+    None if it cannot be read.
+    """
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(path)
+        epoch = json.loads(reader.get_tensor("progress/.ATTRIBUTES/VARIABLE_VALUE"))["epoch"]
+        return epoch * 2**40 + int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    except Exception:  # a damaged file fails in many ways (see read_checkpoint)
+        return None

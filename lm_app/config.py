@@ -271,8 +271,6 @@ class TrainConfig:
         yield from dialogue.conflicts(self, changed)
         if stream and arch in ("attention", "seq2seq"):
             yield f"--arch {arch} reads windows: use --objective window"
-        if stream and self.strategy != "default":
-            yield "--objective stream trains on one device: its state is carried per row"
         for name in ("tied", "bptt"):
             if name in changed and not stream:
                 yield f"{flag(name)} acts with --objective stream only"

@@ -2,6 +2,12 @@
 
 Only the chief (worker 0) writes the model folder; every other worker keeps
 its own state beside it, so a killed cluster resumes like a single process.
+
+An objective whose batch rows carry state (``stream``) hands every replica
+the whole batch: each trains on its contiguous share of the rows
+(:func:`replica_rows`) and gathers every share of the new state
+(:func:`all_rows`), so each replica's copy of the state, and each worker's
+checkpoint, is the whole state a single process would hold.
 """
 import dataclasses
 import json
@@ -10,16 +16,75 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from .errors import UsageError
+
 WORKER_STEPS_PER_CALL = 16  # workers training together: every call runs this many steps on each
 
 
 def make_strategy(name):
     """A tf.distribute strategy; create it before any other TensorFlow op (collectives need that)."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+    if name == "mirrored":  # the GPUs, else every logical CPU device (one unless configured otherwise)
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multi-worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def replicas():
+    """``(this replica's index, the replicas training together)``: ``(0, 1)`` outside a replicated step."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0, 1
+    return context.replica_id_in_sync_group, context.num_replicas_in_sync
+
+
+def replica_rows(tensor):
+    """This replica's contiguous share of ``tensor``'s rows: replica ``i`` of ``n`` gets rows ``[i B/n, (i+1) B/n)``."""
+    index, count = replicas()
+    if count == 1:
+        return tensor
+    share = tensor.shape[0] // count  # the rows split evenly: StreamObjective.build checks it
+    return tensor[index * share:(index + 1) * share]
+
+
+def all_rows(tensor):
+    """Every replica's :func:`replica_rows` share of a tensor, in order: the whole batch's rows."""
+    if replicas()[1] == 1:
+        return tensor
+    return tf.distribute.get_replica_context().all_gather(tensor, axis=0)
+
+
+def check_rows(rows, what="--batch-size"):
+    """Refuse rows that do not split evenly over the replicas training together."""
+    count = tf.distribute.get_strategy().num_replicas_in_sync
+    if rows % count:
+        raise UsageError(f"{what} {rows} does not split evenly over {count} replicas: "
+                         f"give a multiple of {count}, each replica carries its own rows")
+
+
+def resuming(name, strategy):
+    """``(checkpoints to keep, how restore agrees on one)`` for ``--strategy name``.
+
+    Workers save on their own, so one killed may lag the others by the saves
+    they make with no step in between (at a save, the epoch's end, a Ctrl-C):
+    each keeps four, and they resume from the newest position all of them hold.
+    """
+    if name != "multi-worker":
+        return 2, None
+    return 4, lambda positions: newest_common(strategy, positions, 4)
+
+
+def newest_common(strategy, positions, slots):
+    """The largest of this worker's ``positions`` (at most ``slots``) that every worker holds, or None."""
+    mine = tf.constant(sorted(positions)[-slots:] + [-1] * (slots - len(positions[-slots:])), tf.int64)
+
+    def gather():
+        return tf.distribute.get_replica_context().all_gather(mine[None], axis=0)
+
+    rows = strategy.experimental_local_results(tf.function(lambda: strategy.run(gather))())[0].numpy()
+    shared = set(rows[0]).intersection(*map(set, rows[1:])) - {-1}
+    return int(max(shared)) if shared else None
 
 
 def worker_index():

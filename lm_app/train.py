@@ -34,7 +34,7 @@ from . import export, plot
 from .atomic import FolderLock, atomic_path, read_json, recover, remove_stale, write_json
 from .checkpoint import STATE, fresh_progress, prepare_run, restore
 from .corpus import find_files, mode_mismatch
-from .distribute import Pace, as_worker, make_strategy
+from .distribute import Pace, as_worker, make_strategy, resuming
 from .errors import UsageError
 from .losses import perplexity
 from .objectives import SPLIT_NAMES, make_objective
@@ -82,10 +82,13 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
 
     keras.utils.set_random_seed(cfg.seed)
     trainer = Trainer(objective, len(vocab), cfg, strategy)
+    if trainer.strategy.num_replicas_in_sync > 1:
+        log(f"{trainer.strategy.num_replicas_in_sync} replicas train together")
     model = trainer.model
     progress_var = tf.Variable(json.dumps(fresh_progress(cfg)), trainable=False)
-    manager = tf.train.CheckpointManager(trainer.checkpoint(progress_var), str(state), max_to_keep=2)
-    restore(manager, log)
+    kept, agree = resuming(cfg.strategy, strategy)
+    manager = tf.train.CheckpointManager(trainer.checkpoint(progress_var), str(state), max_to_keep=kept)
+    restore(manager, log, agree)
     # p is the progress as last committed: what Ctrl-C saves, whatever instant it lands at.
     p = json.loads(progress_var.numpy().decode())
     trainer.optimizer.learning_rate.assign(p["learning_rate"])

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from . import losses
 from .checkpoint import checkpoint_names
+from .distribute import replica_rows, replicas
 
 
 class Metrics:
@@ -54,6 +55,29 @@ def clip_by_global_norm(grads, max_norm):
     return tf.clip_by_global_norm(dense, max_norm)[0]
 
 
+def summed_over_replicas(grads):
+    """The whole batch's gradient: every replica's, summed, dense.
+
+    Gathering the embedding's sparse gradient (a row per token) instead failed
+    in the compiled loop, whose gathers then change shape (an epoch's last
+    chunk is shorter): the replicas' collectives did not pair up.
+    """
+    dense = [g for g in grads if g is not None]
+    summed = iter(tf.distribute.get_replica_context().all_reduce("SUM", [tf.convert_to_tensor(g) for g in dense]))
+    return [None if g is None else next(summed) for g in grads]
+
+
+def sums_nothing(optimizer):
+    """Keep Keras from summing the replicas' gradients in ``apply``: the step has summed them once already.
+
+    The sum must come before clipping, which needs the whole batch's norm;
+    a second sum of the same gradients would cost a second all-reduce.
+    """
+    if not callable(getattr(optimizer, "_all_reduce_sum_gradients", None)):  # Keras 3's TensorFlow optimizer
+        raise RuntimeError("this Keras optimizer sums the replicas' gradients where lm_app does not expect it")
+    optimizer._all_reduce_sum_gradients = lambda grads_and_vars: grads_and_vars
+
+
 class Trainer:
     """The model, its optimizer and the compiled training and evaluation steps."""
 
@@ -65,6 +89,8 @@ class Trainer:
             self.model = objective.build(vocab_size)
             self.optimizer = make_optimizer(cfg)
             self.optimizer.build(self.model.trainable_variables)
+            if self.strategy.num_replicas_in_sync > 1:
+                sums_nothing(self.optimizer)
             self.train_metrics = Metrics()
             # Batches done in this epoch, counted inside the compiled step: a Ctrl-C that lands
             # between the step and Python's bookkeeping cannot make the two disagree.
@@ -77,14 +103,25 @@ class Trainer:
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True, autograph=False)
 
     def distribute(self, batches):
-        if self.strategy is tf.distribute.get_strategy():
+        """The batches each replica reads: whole ones where the objective's rows carry state."""
+        if self.strategy is tf.distribute.get_strategy() or self.objective.rows_carry_state:
             return batches
         return self.strategy.experimental_distribute_dataset(batches)
 
     def _distributed_train_step(self, x, y):
-        loss = self.strategy.run(self._train_step, args=(x, y))
+        return self._replicated_train_step(x, y)[0]
+
+    def _replicated_train_step(self, x, y):
+        """``(the loss summed over replicas, each replica's count of predicted tokens)``."""
+        loss, tokens = self.strategy.run(self._replica_train_step, args=(x, y))
         self.step.assign_add(1)
-        return self.strategy.reduce("SUM", loss, axis=None)
+        return self.strategy.reduce("SUM", loss, axis=None), tokens
+
+    def _replica_train_step(self, x, y):
+        if self.objective.rows_carry_state:  # every replica reads the whole batch: its rows are its own
+            x, y = replica_rows(x), replica_rows(y)
+        # Labels that are not <pad> (id 0): every label of a language model, a dialogue's real response tokens.
+        return self._train_step(x, y), tf.math.count_nonzero(y, dtype=tf.int64)
 
     def _train_steps(self, iterator, count):
         """``count`` training steps from ``iterator`` in one call; returns the tokens they predicted.
@@ -95,10 +132,8 @@ class Trainer:
         """
         def step(i, tokens):
             x, y = iterator.get_next()
-            self._distributed_train_step(x, y)
-            local = self.strategy.experimental_local_results(y)  # this worker's replicas' parts
-            # Labels that are not <pad> (id 0): every label of a language model, a dialogue's real response tokens.
-            return i + 1, tokens + tf.add_n([tf.math.count_nonzero(t, dtype=tf.int64) for t in local])
+            local = self.strategy.experimental_local_results(self._replicated_train_step(x, y)[1])
+            return i + 1, tokens + tf.add_n(list(local))  # this worker's replicas' tokens
 
         return tf.while_loop(lambda i, _: i < count, step, (tf.constant(0), tf.constant(0, tf.int64)))[1]
 
@@ -106,10 +141,13 @@ class Trainer:
         with tf.GradientTape() as tape:
             token_losses, ranks = self.objective.token_losses(x, y, training=True)
             loss = tf.nn.compute_average_loss(token_losses)  # the mean over all replicas' tokens
-        grads = tape.gradient(loss, self.model.trainable_variables)
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        if replicas()[1] > 1:  # summed once, here (see sums_nothing): clipping needs the whole batch's norm
+            grads = summed_over_replicas(grads)
         if self.clip_norm:
             grads = clip_by_global_norm(grads, self.clip_norm)
-        self.optimizer.apply(grads, self.model.trainable_variables)
+        self.optimizer.apply(grads, variables)
         self.train_metrics.update(token_losses, ranks)
         return loss
 

@@ -1,10 +1,12 @@
 """A run's state on disk (lm_app/checkpoint.py): the corpus fingerprint, reading checkpoints back, the settings a resume merges."""
+import json
 import os
 
 import pytest
 import tensorflow as tf
 
-from lm_app.checkpoint import corpus_change, fingerprint, read_checkpoint
+from lm_app.checkpoint import corpus_change, fingerprint, read_checkpoint, restore
+from lm_app.distribute import newest_common
 from tests.conftest import cycle_corpus
 
 
@@ -85,3 +87,41 @@ def test_a_changed_test_corpus_is_refused_on_resume(stream_run, capsys):
         f.write("the cat\n")
     code, _, err = main_in_process("train", "--resume", "--model-dir", model_dir, capsys=capsys)
     assert_one_line_error(code, err, "train", "the corpus changed since the run")
+
+
+def three_saves(folder):
+    """A manager holding saves at step 5 and 10 of epoch 1, then step 10 once epoch 1 closed, and the variables."""
+    step, progress = tf.Variable(0, dtype=tf.int64), tf.Variable("")
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=step, progress=progress), str(folder), 4)
+    for epoch, at in ((0, 5), (0, 10), (1, 10)):
+        step.assign(at)
+        progress.assign(json.dumps({"epoch": epoch}))
+        manager.save()
+    return manager, step, progress
+
+
+def test_workers_restore_the_newest_position_that_all_of_them_saved(tmp_path):
+    """A worker killed while another saved on: both must restore the same position, whichever lags."""
+    manager, step, progress = three_saves(tmp_path)
+    offered, lines = [], []
+
+    def agree(positions):  # as newest_common answers when the other worker's newest is step 10 of epoch 1
+        offered.append(sorted(positions))
+        return 10
+
+    step.assign(99)
+    restore(manager, lines.append, agree)
+    assert offered == [[5, 10, 2**40 + 10]]  # an epoch's close is a later position than its last step
+    assert int(step.numpy()) == 10 and json.loads(progress.numpy())["epoch"] == 0
+    assert lines == [f"resuming from {manager.checkpoints[1]}: where every worker saved its state"]
+    step.assign(99)
+    restore(manager, lines.append, lambda positions: None)  # one worker never saved: all start afresh
+    assert int(step.numpy()) == 99 and lines[1] == "starting afresh: a worker saved no state"
+    restore(manager, lines.append, lambda positions: max(positions))  # the newest: restored as alone
+    assert int(step.numpy()) == 10 and json.loads(progress.numpy())["epoch"] == 1 and len(lines) == 2
+
+
+def test_one_worker_shares_its_newest_position_with_itself():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    assert newest_common(strategy, [5, 2**40 + 10, 10], 4) == 2**40 + 10
+    assert newest_common(strategy, [], 4) is None

@@ -1,9 +1,12 @@
 """Training across processes with tf.distribute: two workers on localhost end with the same weights."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,24 +29,36 @@ def free_ports(n):
     return ports
 
 
-def model_variables(folder):
+def model_variables(folder, parts=("model/",)):
     reader = tf.train.load_checkpoint(str(folder / "checkpoints"))
-    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith("model/")}
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith(parts)}
+
+
+def start_workers(model_dir, *args, log=None):
+    """``train --strategy multi-worker`` in two processes, a cluster on localhost ports.
+
+    ``log``: each worker's output is added to ``log.0``, ``log.1`` (else it is piped).
+    """
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = []
+    for index in range(2):
+        env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        out = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE) if log is None else \
+            dict(stdout=open(f"{log}.{index}", "a"), stderr=subprocess.STDOUT)
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "lm_app", "train", "--strategy", "multi-worker", "--model-dir", str(model_dir),
+             *map(str, args)], env=env, cwd=ROOT, text=True, **out))
+        if log is not None:
+            out["stdout"].close()  # the worker holds its own copy
+    return workers
 
 
 @pytest.mark.slow
 def test_two_workers_train_in_step_and_the_chief_exports(tmp_path):
     glob, vocab = tiny_corpus(tmp_path, repeats=20)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     model_dir = tmp_path / "lm"
-    workers = []
-    for index in range(2):
-        env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "lm_app", "train", "--strategy", "multi-worker", "--corpus", glob,
-             "--vocab", str(vocab), "--model-dir", str(model_dir), *map(str, FLAGS)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    workers = start_workers(model_dir, "--corpus", glob, "--vocab", vocab, *FLAGS)
     outputs = [w.communicate(timeout=600) for w in workers]
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
@@ -112,3 +127,94 @@ def test_the_chief_is_worker_0_and_only_it_writes_the_model_folder(config, index
     assert worker_index() == index
     folder = worker_folder(tmp_path / "lm", index)
     assert folder == (tmp_path / "lm" if index == 0 else tmp_path / f"lm.worker-{index}")
+
+
+# The stream protocol on several replicas: 19 chunks of 5 tokens in 8 rows per epoch, dropout, clipping.
+STREAM = ["--objective", "stream", "--arch", "lstm", "--embedding", 8, "--hidden", 16, "--layers", 2,
+          "--batch-size", 8, "--bptt", 5, "--epochs", 2, "--seed", 5, "--save-every", 5, "--dropout", 0.2,
+          "--optimizer", "sgd", "--learning-rate", 1, "--clip-norm", 0.25]
+
+# One process, first on its one device, then mirrored on two logical CPU devices (set before TensorFlow
+# starts), where 7 rows are refused.
+ONE_AND_MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from lm_app.cli import main
+def train(strategy, *extra):
+    return main(["train", "--strategy", strategy, "--model-dir", f"{sys.argv[1]}/{strategy}", *sys.argv[2:], *extra])
+sys.exit(train("default") or train("mirrored", "--batch-size", "7") != 2 or train("mirrored", "--fresh"))
+"""
+
+
+@pytest.fixture(scope="module")
+def stream_runs(tmp_path_factory):
+    """``(folder, train flags)``: ``folder/default`` trained on one device, ``folder/mirrored`` on two."""
+    work = tmp_path_factory.mktemp("stream")
+    glob, vocab = tiny_corpus(work, repeats=20)
+    args = ["--corpus", glob, "--vocab", str(vocab), *map(str, STREAM)]
+    done = subprocess.run([sys.executable, "-c", ONE_AND_MIRRORED, str(work), *args], cwd=ROOT, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("2 replicas train together") == 1, done.stdout
+    assert ("lm_app train: error: --batch-size 7 does not split evenly over 2 replicas: give a multiple of 2, "
+            "each replica carries its own rows\n") in done.stderr
+    return work, args
+
+
+def assert_same_run(folder, reference, scored=True):
+    """The same weights and carried state as the reference run, within float rounding, and the same scores."""
+    ours, theirs = (model_variables(f, ("model/", "states/")) for f in (folder, reference))
+    assert ours.keys() == theirs.keys() and any(n.startswith("states/") for n in ours)
+    for name in ours:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    if not scored:  # a worker other than the chief writes no metrics.json
+        return
+    scores, expected = (json.loads((f / "metrics.json").read_text()) for f in (folder, reference))
+    for split in ("valid", "test"):
+        assert scores[split]["perplexity"] == pytest.approx(expected[split]["perplexity"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_stream_mirrored_on_two_devices_trains_as_one_device(stream_runs):
+    work, _ = stream_runs
+    assert_same_run(work / "mirrored", work / "default")
+
+
+def newest_save(folder):
+    """The number of the newest checkpoint in ``folder``'s index, 0 before the first."""
+    index = folder / "checkpoints" / "checkpoint"
+    found = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', index.read_text() if index.exists() else "", re.M)
+    return int(found[1]) if found else 0
+
+
+def kill_cluster(workers, first, folder, after):
+    """``kill -9`` worker ``first`` once ``folder`` holds a checkpoint newer than ``after``, then the other."""
+    while newest_save(folder) <= after:
+        assert all(w.poll() is None for w in workers), "a worker ended before it was killed"
+        time.sleep(0.02)
+    for worker in (workers[first], workers[1 - first]):
+        worker.kill()
+        worker.wait()
+
+
+@pytest.mark.slow
+def test_two_stream_workers_killed_and_resumed_reach_the_weights_of_one_process(stream_runs, tmp_path):
+    """Each worker carries half the rows; ``kill -9`` at worker 1's first save (then the chief), resumed.
+
+    Which worker dies first matters only by the saves the other makes after it:
+    the tests of :func:`restore` with ``agree`` cover a lag either way.
+    """
+    work, args = stream_runs
+    chief, other = tmp_path / "lm", tmp_path / "lm.worker-1"
+    log = tmp_path / "worker.log"
+    kill_cluster(start_workers(chief, *args, log=log), 1, other, after=0)
+    assert not (chief / "saved_model.pb").exists()
+    workers = start_workers(chief, *args, "--resume", log=log)
+    assert [w.wait(timeout=600) for w in workers] == [0, 0], Path(f"{log}.0").read_text()[-3000:]
+    for index in range(2):
+        assert "resuming at epoch 1, step " in Path(f"{log}.{index}").read_text()  # 5 unless a worker was quick
+    assert_same_run(chief, work / "default")
+    assert_same_run(other, work / "default", scored=False)

@@ -317,7 +317,8 @@ def add_commands(sub):
     g = p.add_argument_group("distribution", "the devices and machines it trains on")
     g.add_argument("--strategy", default=defaults.strategy, choices=CHOICES["strategy"],
                    help="tf.distribute: one device, all local devices (mirrored), or the "
-                   "machines of the TF_CONFIG cluster (multi-worker) (default: %(default)s)")
+                   "machines of the TF_CONFIG cluster (multi-worker); --objective stream gives each "
+                   "replica its share of the --batch-size rows (default: %(default)s)")
     dialogue.add_train_flags(p, defaults)
     p.set_defaults(func=cmd_train)
     only_when_typed(p, {f.name for f in dataclasses.fields(TrainConfig)})

@@ -13,6 +13,11 @@ own Philox numbers for the seed, several counters at once in vector
 registers, and applies the mask in the same pass, time-major order
 included: the same masks and outputs, bit for bit, as the ops above.
 
+Replicas training together (``--strategy``) each draw the part of the
+Philox stream that their rows would have in the whole batch's draw: on
+contiguous shares of the rows (the stream objective) they drop out exactly
+what one process would, and no two replicas ever share a mask.
+
 Recurrent cells drop out with one mask per sequence instead
 (:class:`DropoutMasks`), drawn by :class:`RNN` before its loop.
 """
@@ -40,24 +45,42 @@ class Dropout(keras.layers.Dropout):
         import tensorflow as tf
 
         seed = tf.cast(self.seed_generator.next(), tf.int32)
+        # The key and counter tf.random.stateless_uniform derives from the seed, and the algorithm.
+        key, counter, alg = tf.raw_ops.StatelessRandomGetKeyCounterAlg(seed=seed)
+        counter = _replica_counter(counter, inputs)
         kernels = native.ops()
         if kernels is not None:
-            return _native_dropout(kernels, inputs, seed, self.rate, time_major)
+            return _native_dropout(kernels, inputs, key, counter, self.rate, time_major)
+        order = [1, 0, *range(2, inputs.shape.rank)]
+        shape = tf.gather(tf.shape(inputs), order) if time_major else tf.shape(inputs)
+        draw = tf.raw_ops.StatelessRandomUniformV2(shape=shape, key=key, counter=counter, alg=alg, dtype=inputs.dtype)
         if time_major:
-            order = [1, 0, *range(2, inputs.shape.rank)]
-            draw = tf.transpose(tf.random.stateless_uniform(tf.gather(tf.shape(inputs), order), seed=seed,
-                                                            dtype=inputs.dtype), order)
-        else:
-            draw = tf.random.stateless_uniform(tf.shape(inputs), seed=seed, dtype=inputs.dtype)
+            draw = tf.transpose(draw, order)
         mask = tf.cast(draw >= self.rate, inputs.dtype) * (1 / (1 - self.rate))
         return inputs * tf.stop_gradient(mask)
 
 
-def _native_dropout(kernels, inputs, seed, rate, time_major):
-    """The same draw, mask and product in one native pass (see :func:`lm_app.native.ops`)."""
+def _replica_counter(counter, inputs):
+    """The Philox counter where this replica's rows start in a draw for every replica's rows (they all match in size).
+
+    Philox gives four numbers per counter step; a replica's share whose size is not a
+    multiple of four starts at the next step, still apart from every other's.
+    """
     import tensorflow as tf
 
-    key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)  # as stateless_uniform derives them
+    from ..distribute import replicas
+
+    index, count = replicas()
+    if count == 1:
+        return counter
+    steps = tf.cast(tf.cast(index, tf.int64) * ((tf.size(inputs, out_type=tf.int64) + 3) // 4), tf.uint64)
+    low = counter[0] + steps
+    return tf.stack([low, counter[1] + tf.cast(low < steps, tf.uint64)])  # the carry of a 128-bit sum
+
+
+def _native_dropout(kernels, inputs, key, counter, rate, time_major):
+    """The same draw, mask and product in one native pass (see :func:`lm_app.native.ops`)."""
+    import tensorflow as tf
 
     @tf.custom_gradient
     def drop(x):

@@ -26,6 +26,9 @@ class Objective(abc.ABC):
     n_train: int
     held_out: dict
     describe: str
+    # True: a batch's rows are lasting streams with state (stream), so replicas training together
+    # each take a contiguous share of every batch's rows instead of a share of the batches.
+    rows_carry_state = False
 
     @abc.abstractmethod
     def build(self, vocab_size):

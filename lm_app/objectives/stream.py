@@ -3,10 +3,17 @@
 The stream is cut into ``--batch-size`` contiguous rows, read ``--bptt``
 tokens at a time, every position predicting its next token, the recurrent
 state carried from chunk to chunk and reset at each epoch.
+
+On several replicas (``--strategy mirrored`` or ``multi-worker``) each one
+trains on its contiguous share of the rows and carries their state; the
+state variables hold every row, gathered from the replicas after each chunk,
+so a checkpoint is the one a single process writes.  Held-out parts are
+scored whole by each worker, as one process scores them.
 """
 import tensorflow as tf
 
 from .. import data
+from ..distribute import all_rows, check_rows, replica_rows
 from ..errors import UsageError
 from ..models import stream_model
 from .base import SPLIT_NAMES, Objective, held_out_parts, held_out_sources
@@ -14,6 +21,8 @@ from .base import SPLIT_NAMES, Objective, held_out_parts, held_out_sources
 
 class StreamObjective(Objective):
     """Contiguous rows read in chunks of ``cfg.bptt`` tokens, the state carried between chunks."""
+
+    rows_carry_state = True
 
     def __init__(self, cfg, vocab, files):
         self.cfg = cfg
@@ -35,6 +44,7 @@ class StreamObjective(Objective):
 
     def build(self, vocab_size):
         cfg = self.cfg
+        check_rows(cfg.batch_size)
         self.model = self.start_embedding(stream_model(cfg, vocab_size))
         # The state carried across chunks lives in variables, so checkpoints keep it.
         self.states = [tf.Variable(s, trainable=False)
@@ -57,10 +67,12 @@ class StreamObjective(Objective):
 
     def token_losses(self, x, y, training):
         # Time-major: the order the recurrent loops run in, so no activation is ever transposed.
+        # x and y are this replica's rows (Trainer), the state is kept for all rows.
         scores, new = self.model.token_losses(tf.transpose(x), tf.transpose(y),
-                                              self._nest([s.value() for s in self.states]), training)
+                                              self._nest([replica_rows(s.value()) for s in self.states]),
+                                              training)
         for var, value in zip(self.states, [s for layer in new for s in layer]):
-            var.assign(value)
+            var.assign(all_rows(tf.stop_gradient(value)))  # each replica's copy: every replica's rows
         return scores
 
     def evaluate(self, step, split):
