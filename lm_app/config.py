@@ -49,6 +49,13 @@ PRESETS = {
 }
 
 
+def per_objective(name):
+    """A default that depends on ``--objective``, as ``--help`` says it: ``0.005; 0.001 with dialogue``."""
+    values = OBJECTIVE_DEFAULTS[name]
+    others = [f"{value:g} with {objective}" for objective, value in values.items() if value != values["window"]]
+    return "; ".join([f"{values['window']:g}", *others])
+
+
 def preset_flags(name):
     """The flags a preset stands for, as they would be typed."""
     return " ".join(f"{flag(k)} {v:g}" if isinstance(v, float) else f"{flag(k)} {v}"

@@ -141,15 +141,6 @@ def cmd_export(args):
           f"-> probabilities float32 [1, {result['vocab_size']}]; {ops}")
 
 
-def per_objective(name):
-    """A default that depends on ``--objective``, as ``--help`` says it: ``0.005; 0.001 with dialogue``."""
-    from ..config import OBJECTIVE_DEFAULTS
-
-    values = OBJECTIVE_DEFAULTS[name]
-    others = [f"{value:g} with {objective}" for objective, value in values.items() if value != values["window"]]
-    return "; ".join([f"{values['window']:g}", *others])
-
-
 def only_when_typed(parser, names):
     """Leave the flags ``names`` out of the parsed arguments unless typed; ``--help`` still shows their defaults.
 
@@ -194,7 +185,7 @@ def add_serve_parser(sub, model_dir_default):
 def add_commands(sub):
     """Declare the language model's sub-commands on ``sub`` (the top parser's sub-parsers)."""
     from ..config import (CHOICES, ONEHOT, PRESETS, SEED_MAX, TrainConfig, cutoff_list, embedding_size,
-                         preset_flags)
+                         per_objective, preset_flags)
 
     defaults = TrainConfig()
     p = sub.add_parser("build-dict", help="count the corpus and write the vocabulary",
