@@ -152,17 +152,40 @@ def python(code, env):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_concurrent_first_runs_build_once_and_later_runs_reuse_the_build(tmp_path, kernels, forks):
-    env = dict(os.environ, LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
-    code = "from lm_app import native; print(native.ops() is not None)"
-    first = [python(code, env) for _ in range(2)]
+OTHER_CPUS = ["x86-64-v3", "x86-64"]
+
+
+def native_env(cache, march=None):
+    """The environment of a process that builds into ``cache``, for ``march`` (default: this CPU)."""
+    env = dict(os.environ, LM_APP_NATIVE_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    if march:
+        env["LM_APP_NATIVE_MARCH"] = march
+    return env
+
+
+@pytest.fixture(scope="module")
+def first_runs(tmp_path_factory, kernels):
+    """Two processes started together on an empty cache: ``(their (stdout, stderr), return codes, cache)``.
+
+    On x86 they build for the first of OTHER_CPUS, so the test of that CPU's kernels
+    reuses this build instead of compiling its own (a build is most of that test's time).
+    """
+    cache = tmp_path_factory.mktemp("first_runs")
+    march = OTHER_CPUS[0] if os.uname().machine == "x86_64" else None
+    first = [python("from lm_app import native; print(native.ops() is not None)", native_env(cache, march))
+             for _ in range(2)]
     outs = [p.communicate() for p in first]
-    assert all(p.returncode == 0 for p in first) and [o for o, _ in outs] == ["True\n", "True\n"]
+    return outs, [p.returncode for p in first], cache, march
+
+
+def test_concurrent_first_runs_build_once_and_later_runs_reuse_the_build(first_runs, forks):
+    outs, codes, cache, march = first_runs
+    assert codes == [0, 0] and [o for o, _ in outs] == ["True\n", "True\n"], outs
     assert sum("compiling" in err for _, err in outs) == 1  # the lock made the other one wait
-    builds = list(tmp_path.glob("*.so"))
-    assert len(builds) == 1 and not [p for p in tmp_path.iterdir() if p.is_dir()]  # no temp left
+    builds = list(cache.glob("*.so"))
+    assert len(builds) == 1 and not [p for p in cache.iterdir() if p.is_dir()]  # no temp left
     built_at = builds[0].stat().st_mtime_ns
-    _, out, err = forks(code, env)
+    _, out, err = forks("from lm_app import native; print(native.ops() is not None)", native_env(cache, march))
     assert out == "True\n" and "compiling" not in err
     assert builds[0].stat().st_mtime_ns == built_at
 
@@ -182,20 +205,24 @@ def test_a_failed_build_falls_back_with_one_line_and_leaves_no_file(tmp_path, fo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("march", ["x86-64-v3", "x86-64"])
-def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels):
+@pytest.mark.parametrize("march", OTHER_CPUS)
+def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels, first_runs):
     """This machine's build uses its widest vectors; CI or a user's CPU may have only AVX2
     (x86-64-v3: 8-float vectors, 6-row blocks) or none (x86-64: GCC's generic vector code).
-    Each build reruns the kernel and dropout tests against the XLA and TensorFlow paths."""
+    Each build reruns the kernel and dropout tests against the XLA and TensorFlow paths.
+    The first CPU's build is the one ``first_runs`` made; the other is built here."""
     if os.uname().machine != "x86_64":
         pytest.skip("the -march names are x86's")
-    env = dict(os.environ, LM_APP_NATIVE_MARCH=march, LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
+    *_, cache, built_for = first_runs
+    if march != built_for:
+        cache = tmp_path
+    env = native_env(cache, march)
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_native.py",
                           "tests/layers/test_dropout.py", "-k", "not other_cpus and not build and not turns"],
                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1]
-    assert len(list(tmp_path.glob("*.so"))) == 1  # built here, for that CPU
+    assert len(list(cache.glob("*.so"))) == 1  # built for that CPU: a build for another would be a second
 
 
 def test_lm_app_native_0_turns_the_kernels_off(tmp_path, forks):
