@@ -20,6 +20,30 @@ from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Where the XLA paths' results are kept for the runs of the kernel tests for other CPUs."""
+    return Path(os.environ.get("LM_APP_TEST_XLA_RESULTS") or tmp_path_factory.mktemp("xla_results"))
+
+
+def xla_results(references, name, compute):
+    """``compute()`` (the XLA path's tensors) as numpy arrays, computed once for every build tested.
+
+    The kernel tests run for this machine's build, then in a pytest of their own for each of
+    OTHER_CPUS; the XLA loops answer the same each time, and compiling them is most of those
+    runs' time, so the first run stores their results in ``references`` and the others read them.
+    """
+    path = references / f"{name}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as stored:
+            return [stored[f"arr_{i}"] for i in range(len(stored.files))]
+    arrays = [np.asarray(t) for t in compute()]
+    with open(path.with_suffix(".tmp"), "wb") as f:
+        np.savez(f, *arrays)
+    os.replace(path.with_suffix(".tmp"), path)
+    return arrays
+
+
+@pytest.fixture(scope="module")
 def kernels():
     ops = native.ops()
     if ops is None:
@@ -42,21 +66,23 @@ SHAPES = [(1, 1, 1), (7, 3, 4), (7, 9, 4), (5, 33, 37), (3, 16, 64), (35, 20, 20
 
 
 @pytest.mark.parametrize("T,B,H", SHAPES)
-def test_lstm_kernels_equal_the_xla_loops(kernels, T, B, H):
+def test_lstm_kernels_equal_the_xla_loops(kernels, references, T, B, H):
     z_x, h0, c0, kernel = lstm_inputs(T, B, H)
-    expected = lstm._xla(lstm._forward)(z_x, h0, c0, kernel)
+    expected = xla_results(references, f"lstm-forward-{T}-{B}-{H}",
+                           lambda: lstm._xla(lstm._forward)(z_x, h0, c0, kernel))
     got = kernels.lm_app_lstm_forward(z_x, h0, c0, kernel)
     for a, b in zip(got, expected):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=2e-6)
 
     rng = np.random.default_rng(1)
     dhs = tf.constant(rng.normal(size=(T, B, H)), tf.float32)
     dc_last = tf.constant(rng.normal(size=(B, H)), tf.float32)
     hs, cs, gates = expected
-    dz, dh0, dc0, _ = lstm._xla(lstm._backward)(dhs, dc_last, hs, cs, gates, h0, c0, kernel)
+    dz, dh0, dc0, _ = xla_results(references, f"lstm-backward-{T}-{B}-{H}",
+                                  lambda: lstm._xla(lstm._backward)(dhs, dc_last, hs, cs, gates, h0, c0, kernel))
     got = kernels.lm_app_lstm_backward(dhs, dc_last, cs, gates, c0, kernel)
     for a, b in zip(got, (dz, dh0, dc0)):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=2e-6)
 
 
 def test_a_rows_result_does_not_depend_on_how_the_batch_is_split(kernels):
@@ -85,16 +111,18 @@ def gru_inputs(T, B, H, seed=0):
 
 
 @pytest.mark.parametrize("T,B,H", SHAPES)
-def test_gru_kernels_equal_the_xla_loops(kernels, T, B, H):
+def test_gru_kernels_equal_the_xla_loops(kernels, references, T, B, H):
     z_x, h0, kernel, bias = gru_inputs(T, B, H)
-    hs, gates = expected = gru.xla(gru._forward)(z_x, h0, kernel, bias)
+    hs, gates = expected = xla_results(references, f"gru-forward-{T}-{B}-{H}",
+                                       lambda: gru.xla(gru._forward)(z_x, h0, kernel, bias))
     for a, b in zip(kernels.lm_app_gru_forward(z_x, h0, kernel, bias), expected):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=2e-6)
 
     dhs = tf.constant(np.random.default_rng(1).normal(size=(T, B, H)), tf.float32)
-    expected = gru.xla(gru._backward)(dhs, hs, gates, h0, kernel)
+    expected = xla_results(references, f"gru-backward-{T}-{B}-{H}",
+                           lambda: gru.xla(gru._backward)(dhs, hs, gates, h0, kernel))
     for a, b in zip(kernels.lm_app_gru_backward(dhs, hs, gates, h0, kernel), expected):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=2e-6)
 
 
 def test_gru_kernels_reject_shapes_that_disagree(kernels):
@@ -206,7 +234,7 @@ def test_a_failed_build_falls_back_with_one_line_and_leaves_no_file(tmp_path, fo
 
 @pytest.mark.slow
 @pytest.mark.parametrize("march", OTHER_CPUS)
-def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels, first_runs):
+def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels, first_runs, references):
     """This machine's build uses its widest vectors; CI or a user's CPU may have only AVX2
     (x86-64-v3: 8-float vectors, 6-row blocks) or none (x86-64: GCC's generic vector code).
     Each build reruns the kernel and dropout tests against the XLA and TensorFlow paths.
@@ -216,7 +244,7 @@ def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels
     *_, cache, built_for = first_runs
     if march != built_for:
         cache = tmp_path
-    env = native_env(cache, march)
+    env = dict(native_env(cache, march), LM_APP_TEST_XLA_RESULTS=str(references))
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_native.py",
                           "tests/layers/test_dropout.py", "-k", "not other_cpus and not build and not turns"],
                          cwd=ROOT, env=env, capture_output=True, text=True)
