@@ -257,10 +257,21 @@ def seq2seq_model(tmp_path_factory):
     return trained_metrics(work / "lm"), work / "lm"
 
 
-# The slowest files first.  `make test` hands whole files to its two workers in collection order
-# (--dist loadfile); a long file that starts last keeps one worker busy after the other is done.
-SLOW_FIRST = ("test_train.py", "test_native.py", "test_quiet.py", "test_end_to_end.py", "test_predict.py",
-              "test_resume.py", "test_config.py", "test_distribute.py")
+# The slowest files first (by CPU time).  `make test` hands whole files to its two workers in
+# collection order (--dist loadfile); a long file that starts last keeps one worker busy after
+# the other is done.
+SLOW_FIRST = ("test_native.py", "test_train.py", "test_resume.py", "test_dialogue/test_train.py",
+              "test_end_to_end.py", "test_quiet.py", "test_distribute.py", "test_data.py", "test_export.py",
+              "test_predict.py", "test_vocab_name.py", "test_evaluate.py", "test_serve/test_app.py",
+              "test_cli.py", "test_robustness.py", "layers/test_seq2seq.py", "test_word2vec/test_train.py",
+              "test_models.py", "test_config.py")
+
+
+def pytest_configure(config):
+    # pytest-xdist sorts the files by their number of tests unless told not to, which put files of
+    # few but slow tests (test_train.py) last: SLOW_FIRST's order is the one to keep.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items):

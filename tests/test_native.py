@@ -20,6 +20,30 @@ from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Where the XLA paths' results are kept for the runs of the kernel tests for other CPUs."""
+    return Path(os.environ.get("LM_APP_TEST_XLA_RESULTS") or tmp_path_factory.mktemp("xla_results"))
+
+
+def xla_results(references, name, compute):
+    """``compute()`` (the XLA path's tensors) as numpy arrays, computed once for every build tested.
+
+    The kernel tests run for this machine's build, then in a pytest of their own for each of
+    OTHER_CPUS; the XLA loops answer the same each time, and compiling them is most of those
+    runs' time, so the first run stores their results in ``references`` and the others read them.
+    """
+    path = references / f"{name}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as stored:
+            return [stored[f"arr_{i}"] for i in range(len(stored.files))]
+    arrays = [np.asarray(t) for t in compute()]
+    with open(path.with_suffix(".tmp"), "wb") as f:
+        np.savez(f, *arrays)
+    os.replace(path.with_suffix(".tmp"), path)
+    return arrays
+
+
+@pytest.fixture(scope="module")
 def kernels():
     ops = native.ops()
     if ops is None:
@@ -42,21 +66,23 @@ SHAPES = [(1, 1, 1), (7, 3, 4), (7, 9, 4), (5, 33, 37), (3, 16, 64), (35, 20, 20
 
 
 @pytest.mark.parametrize("T,B,H", SHAPES)
-def test_lstm_kernels_equal_the_xla_loops(kernels, T, B, H):
+def test_lstm_kernels_equal_the_xla_loops(kernels, references, T, B, H):
     z_x, h0, c0, kernel = lstm_inputs(T, B, H)
-    expected = lstm._xla(lstm._forward)(z_x, h0, c0, kernel)
+    expected = xla_results(references, f"lstm-forward-{T}-{B}-{H}",
+                           lambda: lstm._xla(lstm._forward)(z_x, h0, c0, kernel))
     got = kernels.lm_app_lstm_forward(z_x, h0, c0, kernel)
     for a, b in zip(got, expected):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=2e-6)
 
     rng = np.random.default_rng(1)
     dhs = tf.constant(rng.normal(size=(T, B, H)), tf.float32)
     dc_last = tf.constant(rng.normal(size=(B, H)), tf.float32)
     hs, cs, gates = expected
-    dz, dh0, dc0, _ = lstm._xla(lstm._backward)(dhs, dc_last, hs, cs, gates, h0, c0, kernel)
+    dz, dh0, dc0, _ = xla_results(references, f"lstm-backward-{T}-{B}-{H}",
+                                  lambda: lstm._xla(lstm._backward)(dhs, dc_last, hs, cs, gates, h0, c0, kernel))
     got = kernels.lm_app_lstm_backward(dhs, dc_last, cs, gates, c0, kernel)
     for a, b in zip(got, (dz, dh0, dc0)):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=2e-6)
 
 
 def test_a_rows_result_does_not_depend_on_how_the_batch_is_split(kernels):
@@ -85,16 +111,18 @@ def gru_inputs(T, B, H, seed=0):
 
 
 @pytest.mark.parametrize("T,B,H", SHAPES)
-def test_gru_kernels_equal_the_xla_loops(kernels, T, B, H):
+def test_gru_kernels_equal_the_xla_loops(kernels, references, T, B, H):
     z_x, h0, kernel, bias = gru_inputs(T, B, H)
-    hs, gates = expected = gru.xla(gru._forward)(z_x, h0, kernel, bias)
+    hs, gates = expected = xla_results(references, f"gru-forward-{T}-{B}-{H}",
+                                       lambda: gru.xla(gru._forward)(z_x, h0, kernel, bias))
     for a, b in zip(kernels.lm_app_gru_forward(z_x, h0, kernel, bias), expected):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=2e-6)
 
     dhs = tf.constant(np.random.default_rng(1).normal(size=(T, B, H)), tf.float32)
-    expected = gru.xla(gru._backward)(dhs, hs, gates, h0, kernel)
+    expected = xla_results(references, f"gru-backward-{T}-{B}-{H}",
+                           lambda: gru.xla(gru._backward)(dhs, hs, gates, h0, kernel))
     for a, b in zip(kernels.lm_app_gru_backward(dhs, hs, gates, h0, kernel), expected):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=2e-6)
 
 
 def test_gru_kernels_reject_shapes_that_disagree(kernels):
@@ -152,17 +180,40 @@ def python(code, env):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_concurrent_first_runs_build_once_and_later_runs_reuse_the_build(tmp_path, kernels, forks):
-    env = dict(os.environ, LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
-    code = "from lm_app import native; print(native.ops() is not None)"
-    first = [python(code, env) for _ in range(2)]
+OTHER_CPUS = ["x86-64-v3", "x86-64"]
+
+
+def native_env(cache, march=None):
+    """The environment of a process that builds into ``cache``, for ``march`` (default: this CPU)."""
+    env = dict(os.environ, LM_APP_NATIVE_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    if march:
+        env["LM_APP_NATIVE_MARCH"] = march
+    return env
+
+
+@pytest.fixture(scope="module")
+def first_runs(tmp_path_factory, kernels):
+    """Two processes started together on an empty cache: ``(their (stdout, stderr), return codes, cache)``.
+
+    On x86 they build for the first of OTHER_CPUS, so the test of that CPU's kernels
+    reuses this build instead of compiling its own (a build is most of that test's time).
+    """
+    cache = tmp_path_factory.mktemp("first_runs")
+    march = OTHER_CPUS[0] if os.uname().machine == "x86_64" else None
+    first = [python("from lm_app import native; print(native.ops() is not None)", native_env(cache, march))
+             for _ in range(2)]
     outs = [p.communicate() for p in first]
-    assert all(p.returncode == 0 for p in first) and [o for o, _ in outs] == ["True\n", "True\n"]
+    return outs, [p.returncode for p in first], cache, march
+
+
+def test_concurrent_first_runs_build_once_and_later_runs_reuse_the_build(first_runs, forks):
+    outs, codes, cache, march = first_runs
+    assert codes == [0, 0] and [o for o, _ in outs] == ["True\n", "True\n"], outs
     assert sum("compiling" in err for _, err in outs) == 1  # the lock made the other one wait
-    builds = list(tmp_path.glob("*.so"))
-    assert len(builds) == 1 and not [p for p in tmp_path.iterdir() if p.is_dir()]  # no temp left
+    builds = list(cache.glob("*.so"))
+    assert len(builds) == 1 and not [p for p in cache.iterdir() if p.is_dir()]  # no temp left
     built_at = builds[0].stat().st_mtime_ns
-    _, out, err = forks(code, env)
+    _, out, err = forks("from lm_app import native; print(native.ops() is not None)", native_env(cache, march))
     assert out == "True\n" and "compiling" not in err
     assert builds[0].stat().st_mtime_ns == built_at
 
@@ -182,20 +233,24 @@ def test_a_failed_build_falls_back_with_one_line_and_leaves_no_file(tmp_path, fo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("march", ["x86-64-v3", "x86-64"])
-def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels):
+@pytest.mark.parametrize("march", OTHER_CPUS)
+def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels, first_runs, references):
     """This machine's build uses its widest vectors; CI or a user's CPU may have only AVX2
     (x86-64-v3: 8-float vectors, 6-row blocks) or none (x86-64: GCC's generic vector code).
-    Each build reruns the kernel and dropout tests against the XLA and TensorFlow paths."""
+    Each build reruns the kernel and dropout tests against the XLA and TensorFlow paths.
+    The first CPU's build is the one ``first_runs`` made; the other is built here."""
     if os.uname().machine != "x86_64":
         pytest.skip("the -march names are x86's")
-    env = dict(os.environ, LM_APP_NATIVE_MARCH=march, LM_APP_NATIVE_CACHE=str(tmp_path), PYTHONPATH=str(ROOT))
+    *_, cache, built_for = first_runs
+    if march != built_for:
+        cache = tmp_path
+    env = dict(native_env(cache, march), LM_APP_TEST_XLA_RESULTS=str(references))
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_native.py",
                           "tests/layers/test_dropout.py", "-k", "not other_cpus and not build and not turns"],
                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1]
-    assert len(list(tmp_path.glob("*.so"))) == 1  # built here, for that CPU
+    assert len(list(cache.glob("*.so"))) == 1  # built for that CPU: a build for another would be a second
 
 
 def test_lm_app_native_0_turns_the_kernels_off(tmp_path, forks):

@@ -65,18 +65,38 @@ def test_a_finished_model_folder_leaves_no_lock_file(trained, tmp_path):
 
 class InterruptEpochEnd:
     """Raise ``raise_()`` (a Ctrl-C) when the first epoch end reaches ``at``: (line or "return", nth time);
-    without ``at``, record each line it runs with what a run would keep if it stopped there."""
+    without ``at``, record each line it runs with what a run would keep if it stopped there.
+
+    A trace function is called on every Python call, which made TensorFlow's tracing and the
+    export several times slower; so it is set only for the first epoch end: armed by the
+    speed line that ``train(verbose=2)`` prints (stdout comes here) just before it, and
+    removed when that epoch end returns or is interrupted.
+    """
 
     def __init__(self, at=None, model_dir=None, raise_=KeyboardInterrupt):
         self.at, self.model_dir, self.calls, self.raise_ = at, model_dir, 0, raise_
         self.lines, self.kept, self.seen = [], [], []
+        self.armed = False
 
     def __enter__(self):
-        sys.settrace(self.on_call)
+        self.stdout, sys.stdout = sys.stdout, self
         return self
 
     def __exit__(self, *exc):
         sys.settrace(None)
+        sys.stdout = self.stdout
+
+    def write(self, text):
+        if text.startswith("training: ") and not self.armed:
+            self.armed = True
+            sys.settrace(self.on_call)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
 
     def on_call(self, frame, event, arg):
         if frame.f_code.co_name == "end_epoch" and frame.f_code.co_filename.endswith("train.py"):
@@ -92,7 +112,10 @@ class InterruptEpochEnd:
         elif event in ("line", "return"):
             self.seen.append(point)
             if (point, self.seen.count(point)) == self.at:
+                sys.settrace(None)
                 raise self.raise_()
+        if event == "return":
+            sys.settrace(None)
         return self.on_line
 
 
@@ -131,7 +154,7 @@ def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run
     from lm_app.train import train
 
     glob, vocab = tiny_corpus(tmp_path, repeats=8)
-    quiet = dict(verbose=0, log=lambda *a: None)
+    options = dict(verbose=2, log=lambda *a: None)  # verbose: its speed line arms InterruptEpochEnd
 
     def config(name):
         return TrainConfig(corpus=glob, vocab=str(vocab), model_dir=str(tmp_path / name), embedding=4,
@@ -139,7 +162,7 @@ def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run
                            valid_fraction=0.2, test_fraction=0)  # the old split: the smallest corpus that holds it
 
     with InterruptEpochEnd(model_dir=tmp_path / "straight") as trace:
-        expected = train(config("straight"), **quiet)
+        expected = train(config("straight"), **options)
     # One instant per kept state: the first line run after each change of the folder or the
     # variables (a line run twice, as a `with`, is told apart by its count).
     lines = trace.lines
@@ -150,8 +173,8 @@ def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run
         name = "at-{}-{}".format(*point)
         how = KeyboardInterrupt if i % 2 == 0 else interrupted_import  # both are a Ctrl-C: half the instants each
         with pytest.raises(KeyboardInterrupt), InterruptEpochEnd(at=point, raise_=how):
-            train(config(name), **quiet)
-        got = train(config(name), resume=True, **quiet)
+            train(config(name), **options)
+        got = train(config(name), resume=True, **options)
         assert got.keys() == expected.keys() and got["epochs"] == expected["epochs"], point
         for part in ("valid", "test"):
             assert got.get(part) == pytest.approx(expected.get(part)), (point, part)
