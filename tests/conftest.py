@@ -260,8 +260,8 @@ def seq2seq_model(tmp_path_factory):
 # The slowest files first (by CPU time).  `make test` hands whole files to its two workers in
 # collection order (--dist loadfile); a long file that starts last keeps one worker busy after
 # the other is done.
-SLOW_FIRST = ("test_native.py", "test_train.py", "test_resume.py", "test_dialogue/test_train.py",
-              "test_end_to_end.py", "test_quiet.py", "test_distribute.py", "test_data.py", "test_export.py",
+SLOW_FIRST = ("test_native.py", "test_train.py", "test_distribute.py", "test_resume.py",
+              "test_dialogue/test_train.py", "test_end_to_end.py", "test_quiet.py", "test_data.py", "test_export.py",
               "test_predict.py", "test_vocab_name.py", "test_evaluate.py", "test_serve/test_app.py",
               "test_cli.py", "test_robustness.py", "layers/test_seq2seq.py", "test_word2vec/test_train.py",
               "test_models.py", "test_config.py")
