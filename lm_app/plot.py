@@ -1,4 +1,5 @@
 """The training curves as a PNG: a person reads a curve faster than a table of numbers."""
+import time
 
 
 def pyplot():
@@ -40,6 +41,36 @@ def curves_png(history, path):
         ax.grid(alpha=0.3)
         ax.legend()
     save_png(fig, path)
+
+
+class Curves:
+    """``curves.png`` of a run, redrawn at an epoch end only while drawing stays a small share of the run.
+
+    A draw (matplotlib's layout and PNG encoding) costs a fixed fraction of a
+    second: noise beside real epochs, but more than the epochs of a tiny run,
+    which would then spend most of its time drawing a curve nobody watches.
+    :meth:`final` always draws, so the finished (or interrupted) run's curve is whole.
+    """
+
+    def __init__(self, path, share=0.05, first_guess=0.5):
+        self.path, self.share = path, share
+        self.cost = first_guess  # seconds per draw, re-measured at each draw
+        self.since = time.perf_counter()
+        self.drawn = None
+
+    def epoch_end(self, history):
+        if time.perf_counter() - self.since >= self.cost / self.share:
+            self.draw(history)
+
+    def final(self, history):
+        if history.get("loss") and history != self.drawn:
+            self.draw(history)
+
+    def draw(self, history):
+        started = time.perf_counter()
+        curves_png(history, self.path)
+        self.since = time.perf_counter()
+        self.cost, self.drawn = self.since - started, {k: list(v) for k, v in history.items()}
 
 
 def free_run_png(path, predicted, truth, title, data_tail=None):

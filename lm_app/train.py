@@ -127,11 +127,12 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
         after["epoch"], after["first_step"] = epoch + 1, int(trainer.step.numpy())
         record_epoch(writers, epoch, logs)
         write_json(model_dir / "history.json", after["history"])
-        plot.curves_png(after["history"], model_dir / "curves.png")
+        curves.epoch_end(after["history"])
         save(after)
         return after
 
     best_weights = state / "best.weights.h5"
+    curves = plot.Curves(model_dir / "curves.png")
     writers = {split: tf.summary.create_file_writer(str(model_dir / "logs" / split))
                for split in ("train", "validation")}
     n_train = objective.n_train
@@ -177,15 +178,17 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
             if on_epoch:
                 on_epoch(logs)
     except (KeyboardInterrupt, ImportError) as e:
-        # A Ctrl-C inside a C extension's first import (matplotlib's, at the first epoch's end)
+        # A Ctrl-C inside a C extension's first import (matplotlib's, at the first curve drawn)
         # surfaces as an ImportError caused by the KeyboardInterrupt: the same interrupt.
         if not isinstance(e, KeyboardInterrupt) and not isinstance(e.__cause__, KeyboardInterrupt):
             raise
         save(p)
         log(f"\ninterrupted: state saved in {state}; `train --resume` continues")
+        curves.final(p["history"])
         if best_weights.exists():
             finish(trainer, cfg, vocab, best_weights, p, log, complete=False, chief=chief)
         raise KeyboardInterrupt from None
+    curves.final(p["history"])
     return finish(trainer, cfg, vocab, best_weights, p, log, chief=chief)
 
 
