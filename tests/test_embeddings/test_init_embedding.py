@@ -8,7 +8,8 @@ from lm_app import corpus, pretrained
 from lm_app.objectives import StreamObjective, WindowObjective
 from lm_app.objectives.dialogue import DialogueObjective
 from lm_app.word2vec.vectors import write_vectors
-from tests.conftest import assert_one_line_error, cycle_corpus, main_in_process, tiny_corpus, train_cli
+from tests.conftest import (assert_one_line_error, cycle_corpus, main_in_process, run_cli_in_process, tiny_corpus,
+                            train_cli)
 from tests.test_objectives.common import make
 
 
@@ -66,7 +67,7 @@ def test_train_keeps_a_frozen_embedding_as_the_file_gave_it(tmp_path):
     tokens = corpus.Vocabulary.load(vocab).tokens
     given = vectors_for(tmp_path / "vectors.txt", tokens, 8)
     proc = train_cli(glob, vocab, tmp_path / "lm", "--epochs", 1, "--embedding", 8, "--hidden", 8,
-                     "--init-embedding", tmp_path / "vectors.txt", "--freeze-embedding")
+                     "--init-embedding", tmp_path / "vectors.txt", "--freeze-embedding", run=run_cli_in_process)
     assert f"embedding: {len(given) - 1} of the vocabulary's {len(tokens)} entries start from" in proc.stdout
 
     from lm_app import models
