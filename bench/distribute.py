@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench import lm, record, scale  # noqa: E402
 
-QUICK = dict(epochs=2, train_tokens=20_000, held_out_tokens=4_000)
+QUICK = scale.QUICK
 
 
 def run_side(cluster, index, epochs, work, seed):
@@ -136,19 +136,8 @@ def report(results, epochs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-tokens", type=int, default=200_000,
-                        help="training tokens per epoch, the same share from each training file (default: %(default)s)")
-    parser.add_argument("--held-out-tokens", type=int, default=20_000,
-                        help="tokens of the validation part and of the test part each (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a check that the script runs, its figures rough: {QUICK}")
-    parser.add_argument("--seed", type=int, default=lm.SEED)
-    parser.add_argument("--only", help=argparse.SUPPRESS)
+    parser = scale.run_arguments(__doc__.splitlines()[0], epochs=2, train_tokens=200_000, held_out_tokens=20_000)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--work", help=argparse.SUPPRESS)
-    record.add_argument(parser)
     args = parser.parse_args(argv)
     if args.only:
         cluster = [] if args.only == "one" else args.only.split(",")

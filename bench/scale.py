@@ -195,19 +195,25 @@ def report(results, epochs):
     return columns, rows, figures
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--train-tokens", type=int, default=400_000,
+def run_arguments(description, epochs, train_tokens, held_out_tokens, sides=None):
+    """The options of a run on this split (``bench/distribute.py`` uses them too), with its defaults."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--train-tokens", type=int, default=train_tokens,
                         help="training tokens per epoch, the same share from each training file (default: %(default)s)")
-    parser.add_argument("--held-out-tokens", type=int, default=40_000,
+    parser.add_argument("--held-out-tokens", type=int, default=held_out_tokens,
                         help="tokens of the validation part and of the test part each (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a check that the script runs, its figures rough: {QUICK}")
     parser.add_argument("--seed", type=int, default=lm.SEED)
-    parser.add_argument("--only", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=sides, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     record.add_argument(parser)
+    return parser
+
+
+def main(argv=None):
+    parser = run_arguments(__doc__.splitlines()[0], epochs=3, train_tokens=400_000, held_out_tokens=40_000, sides=SIDES)
     args = parser.parse_args(argv)
     if args.only:
         work = Path(args.work)
