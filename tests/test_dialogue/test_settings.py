@@ -35,7 +35,7 @@ def test_bad_dialogue_flags_are_one_line_and_exit_2(flags, fragment, capsys, tmp
 
 def test_the_dialogue_settings_that_act_pass():
     for arch, extra in [("hred", {"cell": "lstm", "context_turns": 3}),
-                        ("vhred", {"word_drop": 0.5, "kl_anneal_steps": 0, "bow_loss": 0.0}),
+                        ("vhred", {"word_drop": 0.5, "kl_anneal_steps": 0, "bow_loss": 2.0}),
                         ("seq2seq", {"max_turn_words": 10})]:
         TrainConfig(objective="dialogue", arch=arch, **extra).validate()
     with pytest.raises(UsageError, match="--score does not act"):
