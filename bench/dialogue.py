@@ -16,14 +16,16 @@ response's context (a fixed shuffle) says whether a model reads its context
 at all.  Training tokens/s is the mean over epochs; the parameter count of
 each model is printed beside it (the flat baseline is sized to HRED's).
 VHRED's KL weight rises over ``--kl-anneal-steps`` (default: the first half
-of the run, so the second half trains on the whole bound); its other settings
-are train's defaults.  Printed and saved (``bench/results/dialogue.json``,
-with a table per seed): the median over ``--seeds`` of each, HRED's
-perplexity over the flat baseline's, VHRED's KL (collapse: below about 0.5
-nats) and its distinct-2 beside HRED's at both temperatures.
+of the run, so the second half trains on the whole bound); ``--bow-loss`` and
+``--word-drop`` default to train's, as do its other settings.  Printed and
+saved (``bench/results/dialogue.json``, with a table per seed): the median
+over ``--seeds`` of each, HRED's perplexity over the flat baseline's, VHRED's
+KL (collapse: below about 0.5 nats) and its distinct-2 beside HRED's at both
+temperatures.
 
     .venv/bin/python bench/dialogue.py [--epochs 10] [--seeds 3] [--hidden 128] [--kl-anneal-steps N]
-        [--learning-rate 0.001] [--clip-norm 1] [--low-temperature 0.5] [--results DIR]
+        [--bow-loss W] [--word-drop P] [--learning-rate 0.001] [--clip-norm 1] [--low-temperature 0.5]
+        [--results DIR]
 """
 import argparse
 import json
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dialogue" / "shakespeare"
 sys.path.insert(0, str(ROOT))
 from bench import record  # noqa: E402
+from lm_app.config import TrainConfig  # noqa: E402
 
 ARCHS = ("seq2seq", "hred", "vhred")
 FIRST_SEED = 1111
@@ -78,7 +81,7 @@ def run_one(arch, seed, args, work):
                       model_dir=str(work / arch), objective="dialogue", arch=arch, embedding=args.embedding,
                       hidden=args.hidden, epochs=args.epochs, patience=args.epochs, seed=seed,
                       learning_rate=args.learning_rate, clip_norm=args.clip_norm,
-                      **({"kl_anneal_steps": args.kl_anneal_steps} if arch == "vhred" else {}))
+                      **(dict(kl_anneal_steps=args.kl_anneal_steps, bow_loss=args.bow_loss, word_drop=args.word_drop) if arch == "vhred" else {}))
     train(cfg, verbose=0, log=lambda *a: None)
     history = json.loads((work / arch / "history.json").read_text())
     test = evaluate.evaluate(work / arch, str(DATA / "test.txt"))
@@ -108,7 +111,8 @@ def in_process(arch, seed, args):
                                "--epochs", str(args.epochs), "--embedding", str(args.embedding),
                                "--hidden", str(args.hidden), "--kl-anneal-steps", str(args.kl_anneal_steps),
                                "--learning-rate", str(args.learning_rate), "--clip-norm", str(args.clip_norm),
-                               "--low-temperature", str(args.low_temperature)],
+                               "--low-temperature", str(args.low_temperature), "--bow-loss", str(args.bow_loss),
+                               "--word-drop", str(args.word_drop)],
                               capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         if proc.returncode:
             sys.exit(f"{arch} seed {seed} failed:\n{proc.stderr}")
@@ -123,6 +127,10 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--kl-anneal-steps", type=int, default=None,
                         help="VHRED's (default: the steps of the first half of the run)")
+    parser.add_argument("--bow-loss", type=float, default=TrainConfig.bow_loss,
+                        help="VHRED's bag-of-words loss weight (default: train's, %(default)s)")
+    parser.add_argument("--word-drop", type=float, default=TrainConfig.word_drop,
+                        help="VHRED's decoder word drop (default: train's, %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=0.001, help="every model's (default: %(default)s)")
     parser.add_argument("--clip-norm", type=float, default=1.0, help="every model's (default: %(default)s)")
     parser.add_argument("--low-temperature", type=float, default=0.5,
@@ -161,7 +169,7 @@ def main(argv=None):
                  None if r["kl_per_response"] is None else round(r["kl_per_response"], 3)]
                 for arch in ARCHS for i, r in enumerate(runs[arch])]
     recipe = (f"--learning-rate {args.learning_rate} --clip-norm {args.clip_norm}; vhred: perplexity is the ELBO's "
-              f"bound, --kl-anneal-steps {args.kl_anneal_steps}; train's other defaults")
+              f"bound, --kl-anneal-steps {args.kl_anneal_steps}, --bow-loss {args.bow_loss}, --word-drop {args.word_drop}; train's other defaults")
     record.save("dialogue", [record.table(f"median of {args.seeds} seeds, {args.epochs} epochs ({recipe})",
                                           ["arch", *keys], rows),
                              record.table("each seed", ["arch", "seed", *keys[1:], "kl_per_response"], per_seed)],

@@ -163,6 +163,7 @@ class TrainConfig:
     kl_anneal_steps: int = 500
     word_drop: float = 0.25
     kl_free_nats: float = 3.0
+    bow_loss: float = 0.0  # off: on the Shakespeare dialogues it did not make z carry the response (README)
 
     def __post_init__(self):
         for name, per_objective in OBJECTIVE_DEFAULTS.items():

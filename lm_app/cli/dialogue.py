@@ -17,7 +17,12 @@ TRAIN_FLAGS = (  # (group, setting, type, help): train's dialogue flags, in the 
     ("model", "kl_free_nats", float, "--arch vhred: nats of each response's KL that cost nothing in "
      "training (free bits, Kingma et al. 2016; not in VHRED's paper), against posterior collapse; "
      "0: the whole KL"),
+    ("model", "bow_loss", float, "--arch vhred: weight of the bag-of-words loss (Zhao et al. 2017): in "
+     "training, the response's words are also predicted at once from the context and z, so z must carry "
+     "them, against posterior collapse; 0: off"),
 )
+
+METAVARS = {"kl_free_nats": "NATS", "bow_loss": "WEIGHT"}
 
 
 def add_train_flags(p, defaults):
@@ -25,7 +30,7 @@ def add_train_flags(p, defaults):
     groups = {g.title: g for g in p._action_groups}
     for group, name, kind, text in TRAIN_FLAGS:
         groups[group].add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
-                                   metavar="NATS" if name == "kl_free_nats" else "N" if kind is int else "SHARE",
+                                   metavar=METAVARS.get(name, "N" if kind is int else "SHARE"),
                                    help=text + " (default: %(default)s)")
 
 

@@ -11,6 +11,10 @@
       z = mu_q + sigma_q * eps in training (the reparameterisation), z ~ prior in inference
       loss = NLL + w * max(KL(q || p), free) in training, w rising linearly
              from 0 to 1 (KL annealing); held-out losses weigh the KL fully
+      bag of words (Zhao et al. 2017, with ``bow_loss`` b > 0): in training,
+             loss += b * sum over the response's words y of -log softmax(MLP_b([c; z]))_y,
+             a response's words predicted from z all at once, with no word order
+             for the decoder to lean on, so z must carry them (against collapse)
       The free nats (Kingma et al. 2016's free bits, a departure from VHRED's
       paper): a response's first ``free`` nats of KL cost nothing in training.
       Adam scales every gradient to a step of about its learning rate, so even
@@ -79,7 +83,7 @@ class DialogueModel(keras.Model):
     """``arch`` hred, vhred or seq2seq over a vocabulary of ``vocab_size`` ids plus ``</s>``."""
 
     def __init__(self, vocab_size, arch="hred", cell="gru", embedding=64, hidden=128, word_drop=0.0,
-                 kl_anneal_steps=0, kl_free_nats=0.0, seed=None, **kwargs):
+                 kl_anneal_steps=0, kl_free_nats=0.0, bow_loss=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         assert arch in ("hred", "vhred", "seq2seq"), arch  # TrainConfig.validate's rule
         self.arch, self.cell_kind, self.hidden = arch, cell, hidden
@@ -88,6 +92,7 @@ class DialogueModel(keras.Model):
         self.word_drop = word_drop if arch == "vhred" else 0.0
         self.kl_anneal_steps = kl_anneal_steps
         self.kl_free_nats = kl_free_nats
+        self.bow_loss = bow_loss if arch == "vhred" else 0.0
         self.embed = keras.layers.Embedding(self.n_ids, embedding, name="embedding")
         if arch == "seq2seq":
             self.encoder = recurrent_layer(cell, flat_encoder_units(cell, embedding, hidden),
@@ -101,6 +106,9 @@ class DialogueModel(keras.Model):
             self.posterior = mlp(hidden, self.latent, "posterior")
             # Steps trained so far, for the KL weight; a variable, so checkpoints resume it.
             self.kl_step = self.add_weight(shape=(), initializer="zeros", trainable=False, name="kl_step")
+        if self.bow_loss:
+            self.bag = keras.Sequential([keras.layers.Dense(hidden, activation="tanh"),
+                                         keras.layers.Dense(self.n_ids)], name="bag_of_words")
         self.bridge = keras.layers.Dense(hidden, activation="tanh", name="bridge")
         self.decoder = recurrent_layer(cell, hidden, return_sequences=True, return_state=True, name="decoder")
         self.logits = keras.layers.Dense(self.n_ids, name="logits")
@@ -174,12 +182,19 @@ class DialogueModel(keras.Model):
             return 1.0
         return ops.minimum(1.0, self.kl_step / self.kl_anneal_steps)
 
+    def bag_of_words_loss(self, condition, response):
+        """Each response's ``sum over its words of -log p_bag(word | [c; z])`` (``<pad>`` left out), ``[batch]``."""
+        log_p = ops.log_softmax(self.bag(condition), axis=-1)
+        picked = ops.take_along_axis(log_p, ops.cast(response, "int32"), axis=1)
+        return -ops.sum(ops.where(ops.not_equal(response, text.PAD_ID), picked, 0.0), axis=1)
+
     def forward(self, context, response, training=False):
-        """``(logits, KL per response or None)`` of a batch, teacher-forced."""
+        """``(logits, KL per response or None, bag-of-words loss per response or None)``, teacher-forced."""
         c = self.context(context, training)
         z, kl = self.latent_sample(c, response, training) if self.latent else (None, None)
         condition, states = self.start(c, z)
-        return self.decode(self.decoder_inputs(response, training), condition, states, training), kl
+        bag = self.bag_of_words_loss(condition, response) if self.bow_loss else None
+        return self.decode(self.decoder_inputs(response, training), condition, states, training), kl, bag
 
     def token_losses(self, context, response, training=False):
         """``(loss, rank)`` of each real response token (not ``<pad>``), and the KL per response.
@@ -187,9 +202,10 @@ class DialogueModel(keras.Model):
         VHRED adds to each token its response's weighted KL divided by the
         response's length, so the tokens' sum is the (annealed) negative ELBO.
         Evaluation weighs the KL fully: the held-out loss is the bound itself.
-        Training's KL is at least ``kl_free_nats`` (no gradient below it).
+        Training's KL is at least ``kl_free_nats`` (no gradient below it), and
+        training adds ``bow_loss`` times the bag-of-words loss the same way.
         """
-        logits, kl = self.forward(context, response, training)
+        logits, kl, bag = self.forward(context, response, training)
         nll, ranks = losses.token_losses(response, logits, training)
         real = ops.reshape(ops.not_equal(response, text.PAD_ID), (-1,))
         if kl is not None:
@@ -197,6 +213,8 @@ class DialogueModel(keras.Model):
             if training:
                 weight, cost = self.kl_weight(), ops.maximum(kl, self.kl_free_nats)
                 self.kl_step.assign_add(1.0)
+                if bag is not None:
+                    weight, cost = 1.0, weight * cost + self.bow_loss * bag
             lengths = ops.sum(ops.cast(ops.not_equal(response, text.PAD_ID), kl.dtype), axis=1)
             share = ops.repeat((weight * cost / lengths)[:, None], ops.shape(response)[1], axis=1)
             nll = nll + ops.reshape(share, (-1,))
@@ -206,5 +224,5 @@ class DialogueModel(keras.Model):
 def dialogue_model(cfg, vocab_size):
     """The model of a dialogue run, with its weights created."""
     return DialogueModel(vocab_size, cfg.arch, cfg.cell, cfg.embedding, cfg.hidden, cfg.word_drop,
-                         cfg.kl_anneal_steps, cfg.kl_free_nats, cfg.seed).build_all(cfg.context_turns,
+                         cfg.kl_anneal_steps, cfg.kl_free_nats, cfg.bow_loss, cfg.seed).build_all(cfg.context_turns,
                                                                                     cfg.max_turn_words + 1)

@@ -5,8 +5,8 @@ other); the rules that only concern dialogue live here and are called from
 ``TrainConfig.validate`` and ``TrainConfig.conflicts``.  No TensorFlow here.
 """
 ARCHS = ("hred", "vhred", "seq2seq")
-FIELDS = ("context_turns", "max_turn_words", "kl_anneal_steps", "word_drop", "kl_free_nats")
-VHRED_ONLY = ("kl_anneal_steps", "word_drop", "kl_free_nats")
+FIELDS = ("context_turns", "max_turn_words", "kl_anneal_steps", "word_drop", "kl_free_nats", "bow_loss")
+VHRED_ONLY = ("kl_anneal_steps", "word_drop", "kl_free_nats", "bow_loss")
 # Window and decoder settings of the language models that a dialogue run would silently ignore.
 IGNORED = ("window", "target_len", "score", "dropout", "layers", "top_k")
 
@@ -23,6 +23,7 @@ def ranges(cfg):
         ("kl_anneal_steps", cfg.kl_anneal_steps >= 0, "must be 0 (the full KL at once) or more"),
         ("word_drop", 0 <= cfg.word_drop < 1, "must be in [0, 1)"),
         ("kl_free_nats", cfg.kl_free_nats >= 0, "must be 0 (the whole KL) or more"),
+        ("bow_loss", cfg.bow_loss >= 0, "must be 0 (off) or more"),
     ]
 
 

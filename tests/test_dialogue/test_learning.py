@@ -37,7 +37,7 @@ def answer_accuracy(last_turn_only, steps=200):
     for x, y in train.take(steps):
         train_step(x, y)
     x, y = next(iter(Examples(dialogues(200, seed=3), 2, 3, VOCAB).batches(200)))
-    logits, _ = model.forward(seen(x), y)
+    logits = model.forward(seen(x), y)[0]
     return float(np.mean(np.argmax(logits[:, 0], axis=-1) == y[:, 0]))
 
 

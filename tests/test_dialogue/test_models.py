@@ -49,6 +49,22 @@ def test_the_reparameterised_sample_and_its_gradient_match_numpy():
     np.testing.assert_allclose(d_sigma, eps)  # the noise is fixed: the gradient flows through mu and sigma
 
 
+def test_the_bag_of_words_loss_matches_numpy():
+    """Zhao et al. 2017's loss: the sum over a response's real tokens of -log softmax(bag logits), <pad> left out."""
+    tf.keras.utils.set_random_seed(6)
+    model = DialogueModel(9, "vhred", "gru", embedding=4, hidden=6, bow_loss=1.0, seed=5).build_all()
+    rng = np.random.default_rng(7)
+    condition = rng.normal(size=(3, 12)).astype("float32")
+    response = np.array([[3, 5, 5, 9, 0], [1, 2, 0, 0, 0], [4, 8, 7, 6, 9]], dtype="int32")  # 9: </s>
+    logits = model.bag(tf.constant(condition)).numpy().astype("float64")
+    log_p = logits - logits.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    expected = [-sum(log_p[i, w] for w in row if w) for i, row in enumerate(response)]
+    got = model.bag_of_words_loss(tf.constant(condition), tf.constant(response))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert not hasattr(DialogueModel(9, "hred", bow_loss=1.0).build_all(), "bag")  # VHRED's only: HRED has no z
+
+
 @pytest.mark.parametrize("arch,cell", [("hred", "gru"), ("vhred", "lstm"), ("seq2seq", "gru"), ("hred", "lstm")])
 def test_decoding_step_by_step_gives_teacher_forcings_log_probabilities(arch, cell):
     tf.keras.utils.set_random_seed(4)
