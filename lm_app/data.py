@@ -4,8 +4,9 @@ The notes' objective: windows of ``window`` words predict the next word.  Files 
 read in blocks of lines with the vocabulary's encoding (:func:`file_lines`) and
 tokenized with the same rule as the vocabulary builder
 (:func:`lm_app.text.tf_tokenize`), so memory stays flat for any corpus size
-(a line too long to hold is cut between words), no one-hot tensor is ever
-built, and a window never spans two files.
+(a line too long to hold is cut between words; only a small corpus is kept in
+memory, :class:`CorpusWindows`), no one-hot tensor is ever built, and a window
+never spans two files.
 
 The corpus is cut into blocks of consecutive windows, in cycles of train,
 validation and test blocks (8:1:1 by default, :func:`split_cycle`).  Windows
@@ -108,40 +109,72 @@ def default_block(files, window, period):
     return int(max(8 * window, min(10_000, estimate_words(files) // (10 * period))))
 
 
+# A corpus whose windows fit in this many bytes is read and tokenized once, by the count
+# before training; every later pass (epochs, evaluations) reads them from memory.  A
+# larger corpus is streamed from its files on every pass, in flat memory.
+CACHE_BYTES = 64 << 20
+
+
+class CorpusWindows:
+    """Every part's windows from one pipeline, traced once.
+
+    The parts are masks over the same numbered windows, so building and tracing
+    the reading, tokenizing and windowing steps once serves the training part,
+    the held-out parts and the count.  With ``keep`` (training), a corpus small
+    enough for :data:`CACHE_BYTES` is kept in memory after its first pass.
+    """
+
+    def __init__(self, files, vocab, window=5, valid_fraction=0.1, test_fraction=0.1, block=None, targets=1,
+                 keep=False):
+        self.window, self.targets = window, targets
+        self.numbered, self.in_part = _numbered_windows(files, vocab, window, valid_fraction, test_fraction,
+                                                        block, targets)
+        span = window + targets - 1
+        if keep and estimate_words(files) * (4 * (span + 1) + 8) <= CACHE_BYTES:  # int32 ids, int64 index
+            self.numbered = self.numbered.cache()
+
+    def dataset(self, split="train"):
+        """Unbatched ``(ids[window], next_id)`` pairs of one part, in corpus order.
+
+        ``split`` is ``"train"``, ``"valid"``, ``"test"`` or ``"all"``.  With
+        ``targets`` > 1 the label is the next ``targets`` ids (for the seq2seq model).
+        """
+        assert split == "all" or split in PARTS, split
+        if split != "all":
+            ds = self.numbered.map(lambda index, windows: tf.boolean_mask(windows, self.in_part(index, PARTS[split])))
+        else:
+            ds = self.numbered.map(lambda index, windows: windows)
+        window = self.window
+        if self.targets == 1:
+            return ds.unbatch().map(lambda w: (w[:window], w[window]))
+        return ds.unbatch().map(lambda w: (w[:window], w[window:]))
+
+    def counts(self):
+        """The windows of every part, ``{"train": n, "valid": n, "test": n, "all": n}``, in one pass over the files.
+
+        What :meth:`dataset` would yield for each ``split``, without reading
+        the corpus once per part.
+        """
+        names = list(PARTS)
+
+        def add(counts, numbered):
+            index, _ = numbered
+            parts = [tf.math.count_nonzero(self.in_part(index, PARTS[name]), dtype=tf.int64) for name in names]
+            return counts + tf.stack([*parts, tf.size(index, out_type=tf.int64)])
+
+        counts = self.numbered.reduce(tf.zeros([len(names) + 1], tf.int64), add).numpy()
+        return dict(zip([*names, "all"], map(int, counts)))
+
+
 def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.1, test_fraction=0.1,
                    block=None, targets=1):
-    """Unbatched ``(ids[window], next_id)`` pairs of one part, in corpus order.
-
-    ``split`` is ``"train"``, ``"valid"``, ``"test"`` or ``"all"``.  With
-    ``targets`` > 1 the label is the next ``targets`` ids (for the seq2seq model).
-    """
-    assert split == "all" or split in PARTS, split
-    ds, in_part = _numbered_windows(files, vocab, window, valid_fraction, test_fraction, block, targets)
-    if split != "all":
-        ds = ds.map(lambda index, windows: tf.boolean_mask(windows, in_part(index, PARTS[split])))
-    else:
-        ds = ds.map(lambda index, windows: windows)
-    if targets == 1:
-        return ds.unbatch().map(lambda w: (w[:window], w[window]))
-    return ds.unbatch().map(lambda w: (w[:window], w[window:]))
+    """One part's windows (:meth:`CorpusWindows.dataset`), read from the files."""
+    return CorpusWindows(files, vocab, window, valid_fraction, test_fraction, block, targets).dataset(split)
 
 
 def window_counts(files, vocab, window=5, valid_fraction=0.1, test_fraction=0.1, block=None, targets=1):
-    """The windows of every part, ``{"train": n, "valid": n, "test": n, "all": n}``, in one pass over the files.
-
-    What :func:`window_dataset` would yield for each ``split``, without reading
-    the corpus once per part.
-    """
-    ds, in_part = _numbered_windows(files, vocab, window, valid_fraction, test_fraction, block, targets)
-    names = list(PARTS)
-
-    def add(counts, numbered):
-        index, _ = numbered
-        parts = [tf.math.count_nonzero(in_part(index, PARTS[name]), dtype=tf.int64) for name in names]
-        return counts + tf.stack([*parts, tf.size(index, out_type=tf.int64)])
-
-    counts = ds.reduce(tf.zeros([len(names) + 1], tf.int64), add).numpy()
-    return dict(zip([*names, "all"], map(int, counts)))
+    """Every part's count of windows (:meth:`CorpusWindows.counts`)."""
+    return CorpusWindows(files, vocab, window, valid_fraction, test_fraction, block, targets).counts()
 
 
 def _numbered_windows(files, vocab, window, valid_fraction, test_fraction, block, targets):

@@ -81,6 +81,23 @@ def test_three_parts_are_disjoint_eight_one_one_and_cover_the_data(tmp_path):
     assert counts["train"] > len(parts["train"])
 
 
+def test_a_small_corpus_is_read_once_and_a_large_one_on_every_pass(two_files, monkeypatch):
+    """Kept in memory, the parts come from the first pass even after the files change; streamed, from the files."""
+    files, vocab = two_files
+    kept = data.CorpusWindows(files, vocab, 2, keep=True)
+    monkeypatch.setattr(data, "CACHE_BYTES", 0)
+    streamed = data.CorpusWindows(files, vocab, 2, keep=True)
+    assert kept.counts() == streamed.counts() == {"train": 7, "valid": 0, "test": 0, "all": 5 + 4}
+    first = {split: decode(kept.dataset(split), vocab) for split in ("all", "train")}
+    assert decode(streamed.dataset("all"), vocab) == first["all"]
+    for name in files:
+        with open(name, "a", encoding="utf-8") as f:
+            f.write("a b c d\n")
+    assert {split: decode(kept.dataset(split), vocab) for split in ("all", "train")} == first
+    assert kept.counts()["all"] == 9
+    assert streamed.counts()["all"] == len(decode(streamed.dataset("all"), vocab)) == 9 + 2 * 4
+
+
 def test_a_test_share_of_zero_leaves_train_and_validation_as_before(tmp_path):
     words = [chr(97 + i // 26) + chr(97 + i % 26) for i in range(400)]
     (tmp_path / "a.txt").write_text(" ".join(words), encoding="utf-8")

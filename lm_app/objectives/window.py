@@ -13,21 +13,20 @@ class WindowObjective(Objective):
         targets = cfg.target_len if cfg.arch == "seq2seq" else 1
 
         shape = dict(window=cfg.window, targets=targets)
-        splits = dict(zip(("valid_fraction", "test_fraction"), cfg.held_out_shares()))
-
-        def windows(files, split):
-            return data.window_dataset(files, vocab, split=split, **shape, **splits)
-
-        self.train_windows = windows(files, "train")
+        corpus = data.CorpusWindows(files, vocab, **shape, keep=True,
+                                    **dict(zip(("valid_fraction", "test_fraction"), cfg.held_out_shares())))
+        self.train_windows = corpus.dataset("train")
         # Validation picks the weights and drives early stopping and the learning rate; test only scores.
         sources = held_out_sources(cfg)
-        self.held_out = {split: data.batched(windows(own, "all") if own else windows(files, split),
+        own = {split: data.CorpusWindows(own_files, vocab, **shape, keep=True)
+               for split, own_files in sources if own_files}
+        self.held_out = {split: data.batched(own[split].dataset("all") if split in own else corpus.dataset(split),
                                              cfg.batch_size)
-                         for split, own in sources}
+                         for split, _ in sources}
         # One pass over the corpus counts every part's windows (a pass per part would read it thrice).
-        shared = data.window_counts(files, vocab, **shape, **splits)
-        windows_in = {split: data.window_counts(own, vocab, **shape)["all"] if own else shared[split]
-                      for split, own in sources}
+        shared = corpus.counts()
+        windows_in = {split: own[split].counts()["all"] if split in own else shared[split]
+                      for split, _ in sources}
         self.n_train = -(-shared["train"] // cfg.batch_size)
         counts = {split: -(-n // cfg.batch_size) for split, n in windows_in.items()}
         if self.n_train == 0 or 0 in counts.values():
