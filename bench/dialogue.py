@@ -11,10 +11,15 @@ each, ``evaluate`` scores the test dialogues: per-token response perplexity
 sampled per test context at temperature 1, and distinct-2 again at
 ``--low-temperature`` (0.5: the papers compare diversity under mode-seeking
 decoding, where HRED's answers can only vary by the sampled words, VHRED's
-by z too); the perplexity with every response scored after another
+by z too); distinct-2 is pooled over all contexts' answers (Li et al.'s, the
+goal's figure), and also within each context's 5 answers, averaged, beside
+the mean answer length (a ratio over all bigrams falls as answers lengthen);
+the perplexity with every response scored after another
 response's context (a fixed shuffle) says whether a model reads its context
 at all.  Training tokens/s is the mean over epochs; the parameter count of
 each model is printed beside it (the flat baseline is sized to HRED's).
+Every model trains at ``--batch-size`` (default: train's for dialogue, 8;
+at 128, 300 steps in 10 epochs, every model stopped at a unigram plateau).
 VHRED's KL weight rises over ``--kl-anneal-steps`` (default: the first half
 of the run, so the second half trains on the whole bound); ``--bow-loss`` and
 ``--word-drop`` default to train's, as do its other settings.  Printed and
@@ -23,7 +28,7 @@ over ``--seeds`` of each, HRED's perplexity over the flat baseline's, VHRED's
 KL (collapse: below about 0.5 nats) and its distinct-2 beside HRED's at both
 temperatures.
 
-    .venv/bin/python bench/dialogue.py [--epochs 10] [--seeds 3] [--hidden 128] [--kl-anneal-steps N]
+    .venv/bin/python bench/dialogue.py [--epochs 10] [--seeds 3] [--hidden 128] [--batch-size N] [--kl-anneal-steps N]
         [--bow-loss W] [--word-drop P] [--learning-rate 0.001] [--clip-norm 1] [--low-temperature 0.5]
         [--results DIR]
 """
@@ -79,7 +84,7 @@ def run_one(arch, seed, args, work):
     cfg = TrainConfig(corpus=str(DATA / "train.txt"), valid_corpus=str(DATA / "valid.txt"),
                       test_corpus=str(DATA / "test.txt"), vocab=str(work / "vocab.txt"),
                       model_dir=str(work / arch), objective="dialogue", arch=arch, embedding=args.embedding,
-                      hidden=args.hidden, epochs=args.epochs, patience=args.epochs, seed=seed,
+                      hidden=args.hidden, epochs=args.epochs, patience=args.epochs, seed=seed, batch_size=args.batch_size,
                       learning_rate=args.learning_rate, clip_norm=args.clip_norm,
                       **(dict(kl_anneal_steps=args.kl_anneal_steps, bow_loss=args.bow_loss, word_drop=args.word_drop) if arch == "vhred" else {}))
     train(cfg, verbose=0, log=lambda *a: None)
@@ -92,12 +97,15 @@ def run_one(arch, seed, args, work):
             "perplexity_shuffled_contexts": shuffled_context_perplexity(model, cfg, vocab, str(DATA / "test.txt")),
             "distinct_1": test["distinct_1"], "distinct_2": test["distinct_2"],
             "distinct_2_low_temperature": low["distinct_2"],
+            "distinct_2_per_context": test["distinct_2_per_context"],
+            "distinct_2_per_context_low_temperature": low["distinct_2_per_context"],
+            "answer_words": test["answer_words"], "answer_words_low_temperature": low["answer_words"],
             "tokens_per_second": statistics.mean(history["tokens_per_second"]),
             "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def steps_per_epoch(batch_size=128, context_turns=2):
-    """Training batches per epoch of the Shakespeare dialogues (train's default batch size and context)."""
+def steps_per_epoch(batch_size, context_turns=2):
+    """Training batches per epoch of the Shakespeare dialogues (train's default context)."""
     text = (DATA / "train.txt").read_text(encoding="utf-8")
     dialogues = [d for d in text.split("\n\n") if d.strip()]
     responses = sum(max(0, len(d.strip().splitlines()) - context_turns) for d in dialogues)
@@ -109,7 +117,7 @@ def in_process(arch, seed, args):
     with tempfile.TemporaryDirectory() as work:
         proc = subprocess.run([sys.executable, __file__, "--only", arch, "--seed", str(seed), "--work", work,
                                "--epochs", str(args.epochs), "--embedding", str(args.embedding),
-                               "--hidden", str(args.hidden), "--kl-anneal-steps", str(args.kl_anneal_steps),
+                               "--hidden", str(args.hidden), "--batch-size", str(args.batch_size), "--kl-anneal-steps", str(args.kl_anneal_steps),
                                "--learning-rate", str(args.learning_rate), "--clip-norm", str(args.clip_norm),
                                "--low-temperature", str(args.low_temperature), "--bow-loss", str(args.bow_loss),
                                "--word-drop", str(args.word_drop)],
@@ -125,6 +133,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--embedding", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig(objective="dialogue").batch_size,
+                        help="every model's (default: train's with --objective dialogue, %(default)s)")
     parser.add_argument("--kl-anneal-steps", type=int, default=None,
                         help="VHRED's (default: the steps of the first half of the run)")
     parser.add_argument("--bow-loss", type=float, default=TrainConfig.bow_loss,
@@ -141,7 +151,7 @@ def main(argv=None):
     record.add_argument(parser)
     args = parser.parse_args(argv)
     if args.kl_anneal_steps is None:
-        args.kl_anneal_steps = args.epochs * steps_per_epoch() // 2
+        args.kl_anneal_steps = args.epochs * steps_per_epoch(args.batch_size) // 2
     if args.only:
         print(json.dumps(run_one(args.only, args.seed, args, Path(args.work))))
         return
@@ -155,7 +165,8 @@ def main(argv=None):
         return statistics.median(r[key] for r in runs[arch])
 
     keys = ("parameters", "perplexity", "perplexity_shuffled_contexts", "distinct_1", "distinct_2",
-            "distinct_2_low_temperature", "tokens_per_second", "peak_mib")
+            "distinct_2_low_temperature", "distinct_2_per_context", "distinct_2_per_context_low_temperature",
+            "answer_words", "answer_words_low_temperature", "tokens_per_second", "peak_mib")
     rows = [[arch, *(round(median(arch, k), 3) for k in keys)] for arch in ARCHS]
     figures = {"hred/seq2seq test perplexity": round(median("hred", "perplexity") / median("seq2seq", "perplexity"), 3),
                "vhred KL per response (nats)": round(median("vhred", "kl_per_response"), 3),
@@ -168,7 +179,7 @@ def main(argv=None):
     per_seed = [[arch, FIRST_SEED + i, *(round(r[k], 3) for k in keys[1:]),
                  None if r["kl_per_response"] is None else round(r["kl_per_response"], 3)]
                 for arch in ARCHS for i, r in enumerate(runs[arch])]
-    recipe = (f"--learning-rate {args.learning_rate} --clip-norm {args.clip_norm}; vhred: perplexity is the ELBO's "
+    recipe = (f"--batch-size {args.batch_size} --learning-rate {args.learning_rate} --clip-norm {args.clip_norm}; vhred: perplexity is the ELBO's "
               f"bound, --kl-anneal-steps {args.kl_anneal_steps}, --bow-loss {args.bow_loss}, --word-drop {args.word_drop}; train's other defaults")
     record.save("dialogue", [record.table(f"median of {args.seeds} seeds, {args.epochs} epochs ({recipe})",
                                           ["arch", *keys], rows),

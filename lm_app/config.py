@@ -19,8 +19,10 @@ SEED_MAX = 2**32 - 1  # NumPy's generators (sampling, Keras' set_random_seed) ta
 # the rate after a stalled epoch is the standard protocol's recipe; the notes' window runs keep
 # Adam's rate constant.  Dialogue models train as the HRED/VHRED papers' code does, Adam with the
 # gradient clipped at 1 and a smaller rate: at 0.005 unclipped, HRED's utterance encoder saturates
-# and every context reaches the decoder as the same vector.
+# and every context reaches the decoder as the same vector.  A dialogue corpus is small, so its
+# batches are too: at 128 responses a batch its models stop at a unigram plateau (README).
 OBJECTIVE_DEFAULTS = {
+    "batch_size": {"window": 128, "stream": 128, "dialogue": 8},
     "learning_rate": {"window": 0.005, "stream": 0.005, "dialogue": 0.001},
     "clip_norm": {"window": 0.0, "stream": 0.0, "dialogue": 1.0},
     "lr_decay": {"window": 1.0, "stream": 4.0, "dialogue": 1.0},
@@ -142,7 +144,7 @@ class TrainConfig:
     cutoffs: tuple = (2000, 10000)  # --softmax adaptive: where the head and each tail cluster end
     optimizer: str = "adam"
     epochs: int = 30
-    batch_size: int = 128
+    batch_size: int = None
     learning_rate: float = None  # None (not given): OBJECTIVE_DEFAULTS[...][objective]
     clip_norm: float = None
     lr_decay: float = None
@@ -156,8 +158,8 @@ class TrainConfig:
     strategy: str = "default"
     seed: int = 1234
     preset: str = ""  # recorded; its values are the fields above
-    # --objective dialogue (rules: dialogue/settings.py).  A small corpus: the KL weight reaches 1
-    # after 500 steps, about 17 epochs of the Shakespeare training dialogues at --batch-size 128.
+    # --objective dialogue (rules: dialogue/settings.py).  The KL weight reaches 1 after 500 steps,
+    # about one epoch of the Shakespeare training dialogues at dialogue's --batch-size 8.
     context_turns: int = 2
     max_turn_words: int = 30
     kl_anneal_steps: int = 500

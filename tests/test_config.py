@@ -115,6 +115,7 @@ def test_help_says_which_flags_act_for_one_objective_and_their_limits():
     assert "(default: 1; 4 with stream)" in helps["lr_decay"]
     assert "(default: 0.005; 0.001 with dialogue)" in helps["learning_rate"]
     assert "(default: 0; 1 with dialogue)" in helps["clip_norm"]
+    assert "(default: 128; 8 with dialogue)" in helps["batch_size"]
     predict = {a.dest: a.help for a in sub.choices["predict"]._actions}
     assert "at most the model's exported top-k" in predict["top_k"]
 
@@ -126,9 +127,10 @@ def test_the_default_rate_decay_and_clipping_depend_on_the_objective():
     assert TrainConfig(objective="stream").lr_decay == 4.0
     dialogue = TrainConfig(objective="dialogue", arch="hred", cell="gru")
     assert (dialogue.learning_rate, dialogue.clip_norm, dialogue.lr_decay) == (0.001, 1.0, 1.0)
-    assert not {"learning_rate", "clip_norm", "lr_decay"} & dialogue.changed()  # not "typed": no conflict
-    typed = TrainConfig(objective="dialogue", learning_rate=0.01, clip_norm=0.0, lr_decay=2.0)
-    assert (typed.learning_rate, typed.clip_norm, typed.lr_decay) == (0.01, 0.0, 2.0)
+    assert (TrainConfig().batch_size, dialogue.batch_size) == (128, 8)
+    assert not {"learning_rate", "clip_norm", "lr_decay", "batch_size"} & dialogue.changed()  # not "typed"
+    typed = TrainConfig(objective="dialogue", learning_rate=0.01, clip_norm=0.0, lr_decay=2.0, batch_size=64)
+    assert (typed.learning_rate, typed.clip_norm, typed.lr_decay, typed.batch_size) == (0.01, 0.0, 2.0, 64)
 
 
 def test_a_window_run_keeps_its_rate_unless_told_to_decay(tmp_path):

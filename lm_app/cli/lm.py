@@ -286,8 +286,9 @@ def add_commands(sub):
                    f"improvement, 1 = never, a constant rate (default: {per_objective('lr_decay')})")
     g.add_argument("--clip-norm", type=float, default=None,
                    help=f"clip the gradient to this global norm, 0 = off (default: {per_objective('clip_norm')})")
-    g.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                   help="windows per batch, or rows with --objective stream (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="windows per batch, rows with --objective stream, responses with dialogue "
+                   f"(default: {per_objective('batch_size')})")
     g.add_argument("--epochs", type=int, default=defaults.epochs,
                    help="most epochs; stops early when validation loss stalls (default: %(default)s)")
     g.add_argument("--patience", type=int, default=defaults.patience,

@@ -125,6 +125,8 @@ def test_evaluate_reports_the_bound_the_kl_and_distinct_n(vhred, capsys):
     report = json.loads(out)
     assert report["responses"] == 60 * 2 and report["perplexity_is_bound"] and report["kl_per_response"] > 0
     assert 0 < report["distinct_1"] <= report["distinct_2"] <= 1  # few words, so fewer distinct words than pairs
+    # Five answers share fewer bigrams than all contexts' answers pooled.
+    assert report["distinct_2"] < report["distinct_2_per_context"] <= 1
     assert report["cross_entropy"] > 0 and report["samples_per_context"] == 5
     code, out, err = main_in_process("evaluate", "--model-dir", vhred, "--corpus", corpus_file, capsys=capsys)
     assert code == 0 and "perplexity" in out and "an upper bound" in out and "KL per response" in out, err
@@ -136,6 +138,14 @@ def test_distinct_n_counts_distinct_n_grams_over_all():
     assert distinct([[1, 2, 1], [1, 2]], 1) == 2 / 5
     assert distinct([[1, 2, 1], [1, 2]], 2) == 2 / 3
     assert distinct([[1]], 2) == 0.0
+
+
+def test_distinct_per_context_counts_within_each_contexts_answers():
+    from lm_app.dialogue.evaluate import distinct, distinct_per_context
+
+    answers = [[1, 2], [1, 2], [1, 2], [3, 4]]  # two contexts of two answers each
+    assert distinct_per_context(answers, 2, 2) == (1 / 2 + 2 / 2) / 2
+    assert distinct(answers, 2) == 2 / 4  # pooled, the first context's bigram repeats across contexts too
 
 
 def test_predict_and_generate_refuse_a_dialogue_model_in_one_line(vhred, capsys):
