@@ -172,11 +172,6 @@ def window_dataset(files, vocab, window=5, split="train", valid_fraction=0.1, te
     return CorpusWindows(files, vocab, window, valid_fraction, test_fraction, block, targets).dataset(split)
 
 
-def window_counts(files, vocab, window=5, valid_fraction=0.1, test_fraction=0.1, block=None, targets=1):
-    """Every part's count of windows (:meth:`CorpusWindows.counts`)."""
-    return CorpusWindows(files, vocab, window, valid_fraction, test_fraction, block, targets).counts()
-
-
 def _numbered_windows(files, vocab, window, valid_fraction, test_fraction, block, targets):
     """``(index, windows)`` blocks of the corpus's windows, and ``in_part(index, part)``: which are the part's.
 

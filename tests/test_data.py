@@ -76,7 +76,7 @@ def test_three_parts_are_disjoint_eight_one_one_and_cover_the_data(tmp_path):
     # The one-pass count the window objective sizes its epochs with agrees with each part, across files too.
     (tmp_path / "b.txt").write_text(" ".join(words[:95]), encoding="utf-8")
     files.append(str(tmp_path / "b.txt"))
-    counts = data.window_counts(files, vocab, window, 0.1, 0.1, block)
+    counts = data.CorpusWindows(files, vocab, window, 0.1, 0.1, block).counts()
     assert counts == {split: len(positions(split)) for split in ("train", "valid", "test", "all")}
     assert counts["train"] > len(parts["train"])
 
