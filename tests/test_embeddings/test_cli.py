@@ -1,15 +1,15 @@
-"""similar, analogy and evaluate-embeddings as a user runs them."""
+"""similar, analogy and evaluate-embeddings as a user runs them (the CLI's main, in this process)."""
 import json
 
 import pytest
 
 from lm_app.word2vec import evaluate
-from tests.conftest import assert_one_line_error, main_in_process, run_cli, shared_file
+from tests.conftest import assert_one_line_error, main_in_process, run_cli_in_process, shared_file
 
 
 def test_similar_and_analogy_answer_from_the_saved_model(w2v_folder):
     """#15: the planted neighbours and king - man + woman = queen, as JSON and as text."""
-    proc = run_cli("similar", "King", "girl", "--model-dir", w2v_folder, "--top-k", 3, "--json")
+    proc = run_cli_in_process("similar", "King", "girl", "--model-dir", w2v_folder, "--top-k", 3, "--json")
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)["results"]
     assert [r["word"] for r in results] == ["King", "girl"]
@@ -18,7 +18,7 @@ def test_similar_and_analogy_answer_from_the_saved_model(w2v_folder):
     assert {r["word"] for r in results[0]["similar"]} == {"man", "queen", "prince"}
     assert results[0]["similar"][0]["cosine"] >= results[0]["similar"][2]["cosine"]
 
-    proc = run_cli("analogy", "man", "king", "woman", "--model-dir", w2v_folder)
+    proc = run_cli_in_process("analogy", "man", "king", "woman", "--model-dir", w2v_folder)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "man : king = woman : queen" and len(lines) == 11

@@ -9,7 +9,7 @@ import pytest
 
 from lm_app.word2vec.train import state_dir
 
-from tests.conftest import ROOT, assert_one_line_error, assert_usage_error, main_in_process, run_cli
+from tests.conftest import ROOT, assert_one_line_error, assert_usage_error, main_in_process, run_cli_in_process
 from tests.test_word2vec import planted_corpus
 
 
@@ -46,7 +46,7 @@ def test_missing_vocabulary_or_corpus(planted, tmp_path, capsys):
 def test_a_corpus_without_a_word_of_the_vocabulary(planted, tmp_path):
     glob, vocab = planted
     (tmp_path / "empty.txt").write_text("12 ... !!\nzebra\n")  # no word of the vocabulary
-    assert_usage_error(run_cli("word2vec", "--corpus", tmp_path / "empty.txt", "--vocab", vocab,
+    assert_usage_error(run_cli_in_process("word2vec", "--corpus", tmp_path / "empty.txt", "--vocab", vocab,
                                "--out", tmp_path / "b"), "no word of the vocabulary")
 
 
@@ -67,6 +67,6 @@ def test_ctrl_c_saves_then_resume_finishes(planted, tmp_path):
         proc.kill()
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "lm_app word2vec: interrupted"
-    resumed = run_cli("word2vec", *flags, "--resume", "--epochs", "3")  # fewer epochs: ends at once
+    resumed = run_cli_in_process("word2vec", *flags, "--resume", "--epochs", "3")  # fewer epochs: ends at once
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and (out / "vectors.txt").read_text().startswith("12 8\n")
