@@ -78,7 +78,7 @@ def test_two_workers_train_in_step_and_the_chief_exports(tmp_path):
 @pytest.mark.slow
 def test_mirrored_strategy_trains_on_the_local_devices(tmp_path):
     glob, vocab = tiny_corpus(tmp_path, repeats=10)
-    train_cli(glob, vocab, tmp_path / "lm", "--strategy", "mirrored", *FLAGS)
+    train_cli(glob, vocab, tmp_path / "lm", "--strategy", "mirrored", *FLAGS, run=run_cli_in_process)
     assert (tmp_path / "lm" / "saved_model.pb").exists()
 
 
