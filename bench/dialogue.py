@@ -84,7 +84,8 @@ def run_one(arch, seed, args, work):
     cfg = TrainConfig(corpus=str(DATA / "train.txt"), valid_corpus=str(DATA / "valid.txt"),
                       test_corpus=str(DATA / "test.txt"), vocab=str(work / "vocab.txt"),
                       model_dir=str(work / arch), objective="dialogue", arch=arch, embedding=args.embedding,
-                      hidden=args.hidden, epochs=args.epochs, patience=args.epochs, seed=seed, batch_size=args.batch_size,
+                      hidden=args.hidden, epochs=args.epochs, patience=args.epochs, seed=seed,
+                      batch_size=args.batch_size,
                       learning_rate=args.learning_rate, clip_norm=args.clip_norm,
                       **(dict(kl_anneal_steps=args.kl_anneal_steps, bow_loss=args.bow_loss, word_drop=args.word_drop) if arch == "vhred" else {}))
     train(cfg, verbose=0, log=lambda *a: None)
@@ -117,7 +118,8 @@ def in_process(arch, seed, args):
     with tempfile.TemporaryDirectory() as work:
         proc = subprocess.run([sys.executable, __file__, "--only", arch, "--seed", str(seed), "--work", work,
                                "--epochs", str(args.epochs), "--embedding", str(args.embedding),
-                               "--hidden", str(args.hidden), "--batch-size", str(args.batch_size), "--kl-anneal-steps", str(args.kl_anneal_steps),
+                               "--hidden", str(args.hidden), "--batch-size", str(args.batch_size),
+                               "--kl-anneal-steps", str(args.kl_anneal_steps),
                                "--learning-rate", str(args.learning_rate), "--clip-norm", str(args.clip_norm),
                                "--low-temperature", str(args.low_temperature), "--bow-loss", str(args.bow_loss),
                                "--word-drop", str(args.word_drop)],
@@ -179,7 +181,8 @@ def main(argv=None):
     per_seed = [[arch, FIRST_SEED + i, *(round(r[k], 3) for k in keys[1:]),
                  None if r["kl_per_response"] is None else round(r["kl_per_response"], 3)]
                 for arch in ARCHS for i, r in enumerate(runs[arch])]
-    recipe = (f"--batch-size {args.batch_size} --learning-rate {args.learning_rate} --clip-norm {args.clip_norm}; vhred: perplexity is the ELBO's "
+    recipe = (f"--batch-size {args.batch_size} --learning-rate {args.learning_rate} --clip-norm {args.clip_norm}; "
+              "vhred: perplexity is the ELBO's "
               f"bound, --kl-anneal-steps {args.kl_anneal_steps}, --bow-loss {args.bow_loss}, --word-drop {args.word_drop}; train's other defaults")
     record.save("dialogue", [record.table(f"median of {args.seeds} seeds, {args.epochs} epochs ({recipe})",
                                           ["arch", *keys], rows),
