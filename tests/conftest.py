@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import forks
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,11 +38,15 @@ def shared_file(*parts):
     return path
 
 
+def cli_env(**extra):
+    """The environment of a ``python -m lm_app`` run by a test."""
+    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **extra)
+
+
 def run_cli(*args, cwd=None, timeout=600):
-    """Run ``python -m lm_app`` as a user would, in its own process."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "lm_app", *map(str, args)], cwd=cwd or ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    """Run ``python -m lm_app`` as a user would, in its own process (forked: see tests/forks.py)."""
+    return forks.run([sys.executable, "-m", "lm_app", *map(str, args)], cwd=cwd or ROOT,
+                     env=cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def exit_code_of_main(args):

@@ -1,7 +1,6 @@
 """The tf.data windows: exact contents, no crossing of files, a leak-free split."""
 import collections
 import os
-import subprocess
 import sys
 import tracemalloc
 
@@ -10,6 +9,7 @@ import pytest
 
 from lm_app import corpus, data, text
 from lm_app.errors import UsageError
+from tests import forks
 from tests.conftest import ROOT
 
 
@@ -283,5 +283,5 @@ def test_training_and_evaluation_do_not_load_tensorflow_text():
     code = ("import sys; import lm_app.train, lm_app.evaluate, lm_app.data; "
             "print('tensorflow_text' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    out = forks.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["False"]

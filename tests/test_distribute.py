@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from lm_app.distribute import Pace, worker_folder, worker_index
+from tests import forks
 from tests.conftest import ROOT, assert_usage_error, run_cli_in_process, tiny_corpus, train_cli
 
 FLAGS = ["--embedding", 8, "--hidden", 16, "--batch-size", 16, "--epochs", 2, "--seed", 5,
@@ -46,7 +47,7 @@ def start_workers(model_dir, *args, log=None):
                    TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         out = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE) if log is None else \
             dict(stdout=open(f"{log}.{index}", "a"), stderr=subprocess.STDOUT)
-        workers.append(subprocess.Popen(
+        workers.append(forks.Popen(
             [sys.executable, "-m", "lm_app", "train", "--strategy", "multi-worker", "--model-dir", str(model_dir),
              *map(str, args)], env=env, cwd=ROOT, text=True, **out))
         if log is not None:
@@ -154,7 +155,7 @@ def stream_runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("stream")
     glob, vocab = tiny_corpus(work, repeats=20)
     args = ["--corpus", glob, "--vocab", str(vocab), *map(str, STREAM)]
-    done = subprocess.run([sys.executable, "-c", ONE_AND_MIRRORED, str(work), *args], cwd=ROOT, timeout=600,
+    done = forks.run([sys.executable, "-c", ONE_AND_MIRRORED, str(work), *args], cwd=ROOT, timeout=600,
                           env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]

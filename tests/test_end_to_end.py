@@ -4,12 +4,12 @@ The model is built and trained, and first predicted from, by real processes; the
 checks call the same command line in-process (run_cli_in_process), as a process adds nothing to them.
 """
 import json
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from tests import forks
 from tests.conftest import assert_usage_error, cycle_corpus, run_cli, run_cli_in_process
 
 pytestmark = pytest.mark.slow
@@ -113,7 +113,7 @@ def test_saved_model_stands_alone_in_a_tensorflow_only_process(trained):
         assert not [m for m in sys.modules if m.startswith(("lm_app", "tensorflow_text"))]
         print(json.dumps([w[0].decode() for w in out["words"].numpy()]))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    proc = forks.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=trained["work"], timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == expected
@@ -122,7 +122,7 @@ def test_saved_model_stands_alone_in_a_tensorflow_only_process(trained):
 def test_saved_model_cli_reads_the_signature(trained):
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",
            "--dir", str(trained["model_dir"]), "--tag_set", "serve", "--signature_def", "serving_default"]
-    proc = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    proc = forks.run(cli, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "inputs['text'] tensor_info" in proc.stdout and "DT_STRING" in proc.stdout
     assert "outputs['words']" in proc.stdout and "outputs['probs']" in proc.stdout

@@ -1,7 +1,6 @@
 """The SavedModel export (lm_app/export.py): what it writes, and a SavedModel that serves alone."""
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -10,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from lm_app.generate import Generator
+from tests import forks
 from tests.conftest import run_cli_in_process, tiny_corpus
 from tests.test_atomic import mode
 
@@ -84,7 +84,7 @@ def test_the_seq2seq_saved_model_decodes_alone_as_generate_greedy_does(seq2seq_m
         print(json.dumps([c.decode() for c in out["continuation"].numpy()]))
         print(json.dumps([float(v) for v in out["log_prob"].numpy()]))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    proc = forks.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     continuations, log_probs = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
     assert continuations == greedy
@@ -120,7 +120,7 @@ def test_the_adaptive_softmax_model_serves_its_whole_distribution_alone(adaptive
         print(json.dumps([[w.decode() for w in row] for row in out["words"].numpy()]))
         print(json.dumps(out["probabilities"].numpy().tolist()))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    proc = forks.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     words, probabilities = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
     assert [row[0] for row in words] == ["park", "mat"]

@@ -1,12 +1,8 @@
 """The native kernels: equal to the XLA loops they replace, and built (or not) as a user's machine would."""
-import json
 import os
-import queue
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +12,7 @@ import tensorflow as tf
 from lm_app import losses, native
 from lm_app.layers import gru, lstm
 
+from tests import forks as forked
 from tests.conftest import ROOT
 
 
@@ -176,8 +173,8 @@ def test_cross_entropy_kernel_rejects_a_label_outside_the_vocabulary(kernels):
 
 
 def python(code, env):
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return forked.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 OTHER_CPUS = ["x86-64-v3", "x86-64"]
@@ -274,59 +271,18 @@ def fake_compiler(folder, library, noise=0):
     return script
 
 
-# Each load needs a process that has not loaded the library yet, but not a TensorFlow import of its
-# own (seconds): a process that imported TensorFlow once forks a child for each, which imports lm_app.
-FORK_SERVER = """
-import json, os, sys, traceback
-import tensorflow  # before any fork: each child starts with it imported
-for line in sys.stdin:
-    request = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        os.environ.clear()
-        os.environ.update(request["env"])
-        for fd, path in ((1, request["out"]), (2, request["err"])):
-            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
-        code = 0
-        try:
-            exec(compile(request["code"], "<child>", "exec"), {"__name__": "__main__"})
-        except SystemExit as e:
-            code = e.code or 0
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    print(pid, flush=True)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
-"""
-
-
 @pytest.fixture(scope="module")
-def forks(tmp_path_factory):
-    """Run Python code in a fresh process forked from one that imported TensorFlow: ``(exit code, stdout, stderr)``."""
-    server = subprocess.Popen([sys.executable, "-c", FORK_SERVER], cwd=ROOT, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    answers = queue.Queue()
-    threading.Thread(target=lambda: [answers.put(line) for line in server.stdout], daemon=True).start()
-    folder = tmp_path_factory.mktemp("forks")
+def forks():
+    """Run Python code in a process that has not loaded the library yet: ``(exit code, stdout, stderr)``.
 
+    Forked from one that imported TensorFlow (tests/forks.py): a TensorFlow import of its own costs seconds.
+    """
     def run(code, env):
-        out, err = folder / "out", folder / "err"
-        server.stdin.write(json.dumps({"code": code, "env": env, "out": str(out), "err": str(err)}) + "\n")
-        server.stdin.flush()
-        pid = int(answers.get(timeout=60))
-        try:
-            code = int(answers.get(timeout=300))  # a guard against the deadlock, not a speed limit
-        except queue.Empty:
-            os.kill(pid, signal.SIGKILL)
-            pytest.fail("the build hung")
-        return code, out.read_text(), err.read_text()
+        done = forked.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)  # a guard against the deadlock, not a speed limit
+        return done.returncode, done.stdout, done.stderr
 
-    yield run
-    server.stdin.close()
-    server.wait(timeout=60)
+    return run
 
 
 @pytest.fixture(scope="module")

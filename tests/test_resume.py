@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from lm_app.atomic import FolderLock
+from tests import forks
 from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli, run_cli_in_process
 
 pytestmark = pytest.mark.slow
@@ -33,11 +34,9 @@ def corpus(tmp_path_factory):
 
 def start_training(model_dir, args, *extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.Popen([sys.executable, "-m", "lm_app", "train", "--model-dir", str(model_dir),
+    return forks.Popen([sys.executable, "-m", "lm_app", "train", "--model-dir", str(model_dir),
                              *map(str, [*args, *extra])], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            # a background job may inherit SIGINT ignored; a user's terminal never does
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=forks.default_sigint)
 
 
 def wait_for(path, proc, timeout=240):

@@ -2,8 +2,6 @@
 import collections
 import json
 import os
-import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +13,7 @@ from hypothesis import strategies as st
 from lm_app import atomic, corpus, text
 from lm_app.config import TrainConfig
 from lm_app.errors import UsageError
+from tests import forks
 from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli, run_cli_in_process
 
 
@@ -68,13 +67,6 @@ def test_a_failed_folder_write_keeps_the_old_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lm"]
 
 
-def limited_file_size(limit):
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG, as on a full disk, not a signal
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 def test_a_disk_that_fills_up_during_build_dict(tmp_path):
     words = [f"{a}{b}{c}" for a in "abcdefghij" for b in "abcdefghij" for c in "abcdefghij"]
     (tmp_path / "big.txt").write_text(" ".join(words * 5), encoding="utf-8")
@@ -84,10 +76,10 @@ def test_a_disk_that_fills_up_during_build_dict(tmp_path):
     assert run_cli("build-dict", "--corpus", small / "*.txt", "--vocab", vocab).returncode == 0
     before = vocab.read_bytes()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "lm_app", "build-dict", "--corpus",
+    proc = forks.run([sys.executable, "-m", "lm_app", "build-dict", "--corpus",
                            str(tmp_path / "big.txt"), "--vocab", str(vocab)],
                           capture_output=True, text=True, env=env, cwd=ROOT,
-                          preexec_fn=limited_file_size(4096))
+                          preexec_fn=forks.limit_file_size(4096))
     assert_usage_error(proc, "cannot write")
     assert vocab.read_bytes() == before
     assert all("small" in f for f in corpus.Vocabulary.load(vocab).meta["files"])
@@ -189,11 +181,11 @@ def test_a_disk_that_fills_up_during_training(tmp_path):
     assert run_cli("build-dict", "--corpus", glob, "--vocab", vocab).returncode == 0
     model_dir = tmp_path / "lm"
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-m", "lm_app", "train", "--corpus", str(glob), "--vocab",
+    proc = forks.run([sys.executable, "-m", "lm_app", "train", "--corpus", str(glob), "--vocab",
                            str(vocab), "--model-dir", str(model_dir), "--epochs", "1",
                            "--embedding", "300", "--hidden", "400"],
                           capture_output=True, text=True, env=env, cwd=ROOT,
-                          preexec_fn=limited_file_size(200_000))
+                          preexec_fn=forks.limit_file_size(200_000))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "cannot" in proc.stderr
     assert not (model_dir / "saved_model.pb").exists()

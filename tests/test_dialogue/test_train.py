@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from lm_app.config import TrainConfig
+from tests import forks
 from tests.conftest import assert_one_line_error, main_in_process
 from tests.test_dialogue.common import WORDS
 
@@ -34,7 +35,7 @@ print(json.dumps({"response": [r.decode() for r in out["response"].numpy()],
 
 def test_the_savedmodel_answers_a_batch_of_contexts_without_lm_app(vhred, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", PLAIN_TF, str(vhred)], cwd=tmp_path,
+    proc = forks.run([sys.executable, "-c", PLAIN_TF, str(vhred)], cwd=tmp_path,
                           env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -161,7 +162,7 @@ def test_ctrl_c_ends_a_chat_cleanly(vhred):
     from tests.conftest import ROOT
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    chat = subprocess.Popen([sys.executable, "-m", "lm_app", "chat", "--model-dir", str(vhred)], cwd=ROOT, env=env,
+    chat = forks.Popen([sys.executable, "-m", "lm_app", "chat", "--model-dir", str(vhred)], cwd=ROOT, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         chat.stdin.write("alpha bravo charlie\n")

@@ -1,14 +1,14 @@
 """The word2vec SavedModel, called from a process that has only TensorFlow, against NumPy."""
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
+from tests import forks
 from tests.test_embeddings.conftest import planted_vectors
 
-# Runs in a fresh interpreter that never imports lm_app: the SavedModel must carry everything.
+# Runs in a process that never imports lm_app: the SavedModel must carry everything.
 PLAIN_TF = r"""
 import json, sys
 import tensorflow as tf
@@ -36,7 +36,7 @@ def numpy_nearest(target, unit, exclude, k):
 def test_the_signatures_answer_in_plain_tensorflow_as_numpy_does(w2v_folder, tmp_path):
     """#15: similar, analogy and vector run without lm_app and agree with NumPy's cosine arithmetic."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", PLAIN_TF, str(w2v_folder)], cwd=tmp_path, env=env,
+    proc = forks.run([sys.executable, "-c", PLAIN_TF, str(w2v_folder)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

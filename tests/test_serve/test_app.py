@@ -14,6 +14,7 @@ import threading
 
 import pytest
 
+from tests import forks
 from tests.conftest import ROOT, assert_usage_error, run_cli, run_cli_in_process
 from tests.test_serve.test_requests import BAD_REQUESTS
 
@@ -36,7 +37,7 @@ class Server:
     def __init__(self, model_dir, *flags):
         env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
         self.stderr = open(model_dir.parent / f"serve-{id(self)}.err", "w+")
-        self.proc = subprocess.Popen(
+        self.proc = forks.Popen(
             [sys.executable, "-m", "lm_app", "serve", "--model-dir", str(model_dir), "--port", "0",
              *map(str, flags)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         self.lines = queue.Queue()

@@ -9,6 +9,7 @@ import pytest
 
 from lm_app.word2vec.train import state_dir
 
+from tests import forks
 from tests.conftest import ROOT, assert_one_line_error, assert_usage_error, main_in_process, run_cli_in_process
 from tests.test_word2vec import planted_corpus
 
@@ -56,7 +57,7 @@ def test_ctrl_c_saves_then_resume_finishes(planted, tmp_path):
     flags = ["--corpus", glob, "--vocab", vocab, "--out", out, "--dim", "8", "--sample", "0"]
     env_cmd = [sys.executable, "-m", "lm_app", "word2vec", *map(str, flags), "--epochs", "200",
                "--batch-words", "1000", "--save-every", "1"]
-    proc = subprocess.Popen(env_cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = forks.Popen(env_cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"})
     try:
         while not (state_dir(out) / "checkpoints" / "checkpoint").exists() and proc.poll() is None:
