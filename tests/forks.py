@@ -9,10 +9,11 @@ as the interpreter would. ``Popen`` and ``run`` answer as ``subprocess``'s do.
 
 What a fork cannot show stays on ``subprocess``: what the TensorFlow import prints
 (tests/test_quiet.py), which modules a bare interpreter loads, peak memory from the start
-of a process, warnings raised while TensorFlow loads, and another program (pytest, a
-compiler). This module imports nothing but the standard library: it is what the forkserver
+of a process, warnings raised while TensorFlow loads, and programs that are not a Python
+module (a compiler, a script). This module imports nothing but the standard library: it is what the forkserver
 loads besides TensorFlow, and a child that never imports lm_app must not get it from here.
 """
+import atexit
 import functools
 import multiprocessing
 import os
@@ -22,7 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
-from multiprocessing import reduction
+from multiprocessing import forkserver, reduction
 
 PIPE, STDOUT, DEVNULL = subprocess.PIPE, subprocess.STDOUT, subprocess.DEVNULL
 
@@ -31,6 +32,9 @@ PIPE, STDOUT, DEVNULL = subprocess.PIPE, subprocess.STDOUT, subprocess.DEVNULL
 def _context():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["tensorflow", __name__])
+    # Reap the server when this process ends, so that its CPU time (and its children's) is
+    # counted where the test run's is, as a subprocess's would be.
+    atexit.register(forkserver._forkserver._stop)
     return context
 
 

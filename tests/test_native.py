@@ -242,9 +242,9 @@ def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels
     if march != built_for:
         cache = tmp_path
     env = dict(native_env(cache, march), LM_APP_TEST_XLA_RESULTS=str(references))
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_native.py",
-                          "tests/layers/test_dropout.py", "-k", "not other_cpus and not build and not turns"],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
+    run = forked.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_native.py",
+                      "tests/layers/test_dropout.py", "-k", "not other_cpus and not build and not turns"],
+                     cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1]
     assert len(list(cache.glob("*.so"))) == 1  # built for that CPU: a build for another would be a second
