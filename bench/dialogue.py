@@ -29,7 +29,7 @@ KL (collapse: below about 0.5 nats) and its distinct-2 beside HRED's at both
 temperatures.
 
     .venv/bin/python bench/dialogue.py [--epochs 10] [--seeds 3] [--hidden 128] [--batch-size N] [--kl-anneal-steps N]
-        [--bow-loss W] [--word-drop P] [--learning-rate 0.001] [--clip-norm 1] [--low-temperature 0.5]
+        [--bow-loss W] [--word-drop P] [--posterior-reads mean|rnn] [--learning-rate 0.001] [--clip-norm 1] [--low-temperature 0.5]
         [--results DIR]
 """
 import argparse
@@ -87,7 +87,8 @@ def run_one(arch, seed, args, work):
                       hidden=args.hidden, epochs=args.epochs, patience=args.epochs, seed=seed,
                       batch_size=args.batch_size,
                       learning_rate=args.learning_rate, clip_norm=args.clip_norm,
-                      **(dict(kl_anneal_steps=args.kl_anneal_steps, bow_loss=args.bow_loss, word_drop=args.word_drop) if arch == "vhred" else {}))
+                      **(dict(kl_anneal_steps=args.kl_anneal_steps, bow_loss=args.bow_loss, word_drop=args.word_drop,
+                              posterior_reads=args.posterior_reads) if arch == "vhred" else {}))
     train(cfg, verbose=0, log=lambda *a: None)
     history = json.loads((work / arch / "history.json").read_text())
     test = evaluate.evaluate(work / arch, str(DATA / "test.txt"))
@@ -122,7 +123,7 @@ def in_process(arch, seed, args):
                                "--kl-anneal-steps", str(args.kl_anneal_steps),
                                "--learning-rate", str(args.learning_rate), "--clip-norm", str(args.clip_norm),
                                "--low-temperature", str(args.low_temperature), "--bow-loss", str(args.bow_loss),
-                               "--word-drop", str(args.word_drop)],
+                               "--word-drop", str(args.word_drop), "--posterior-reads", args.posterior_reads],
                               capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         if proc.returncode:
             sys.exit(f"{arch} seed {seed} failed:\n{proc.stderr}")
@@ -143,6 +144,8 @@ def main(argv=None):
                         help="VHRED's bag-of-words loss weight (default: train's, %(default)s)")
     parser.add_argument("--word-drop", type=float, default=TrainConfig.word_drop,
                         help="VHRED's decoder word drop (default: train's, %(default)s)")
+    parser.add_argument("--posterior-reads", choices=("mean", "rnn"), default=TrainConfig.posterior_reads,
+                        help="what VHRED's posterior reads of the response (default: train's, %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=0.001, help="every model's (default: %(default)s)")
     parser.add_argument("--clip-norm", type=float, default=1.0, help="every model's (default: %(default)s)")
     parser.add_argument("--low-temperature", type=float, default=0.5,
@@ -183,7 +186,8 @@ def main(argv=None):
                 for arch in ARCHS for i, r in enumerate(runs[arch])]
     recipe = (f"--batch-size {args.batch_size} --learning-rate {args.learning_rate} --clip-norm {args.clip_norm}; "
               "vhred: perplexity is the ELBO's "
-              f"bound, --kl-anneal-steps {args.kl_anneal_steps}, --bow-loss {args.bow_loss}, --word-drop {args.word_drop}; train's other defaults")
+              f"bound, --kl-anneal-steps {args.kl_anneal_steps}, --bow-loss {args.bow_loss}, --word-drop {args.word_drop}, "
+              f"--posterior-reads {args.posterior_reads}; train's other defaults")
     record.save("dialogue", [record.table(f"median of {args.seeds} seeds, {args.epochs} epochs ({recipe})",
                                           ["arch", *keys], rows),
                              record.table("each seed", ["arch", "seed", *keys[1:], "kl_per_response"], per_seed)],

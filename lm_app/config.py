@@ -35,6 +35,7 @@ CHOICES = {
     "optimizer": ("adam", "sgd"),
     "strategy": ("default", "mirrored", "multi-worker"),
     "softmax": ("full", "adaptive"),
+    "posterior_reads": ("mean", "rnn"),
 }
 POSITIVE = ("window", "bptt", "hidden", "layers", "epochs", "patience", "batch_size",
             "top_k", "target_len")
@@ -166,6 +167,7 @@ class TrainConfig:
     word_drop: float = 0.25
     kl_free_nats: float = 3.0
     bow_loss: float = 0.0  # off: on the Shakespeare dialogues it did not make z carry the response (README)
+    posterior_reads: str = "mean"  # "rnn": the papers' utterance RNN, whose state told z the response's length
 
     def __post_init__(self):
         for name, per_objective in OBJECTIVE_DEFAULTS.items():

@@ -20,9 +20,12 @@ TRAIN_FLAGS = (  # (group, setting, type, help): train's dialogue flags, in the 
     ("model", "bow_loss", float, "--arch vhred: weight of the bag-of-words loss (Zhao et al. 2017): in "
      "training, the response's words are also predicted at once from the context and z, so z must carry "
      "them, against posterior collapse; 0: off"),
+    ("model", "posterior_reads", str, "--arch vhred: what the posterior reads of the response: mean (the "
+     "mean of its words' embeddings: which words, not how many) or rnn (the papers' utterance RNN, whose "
+     "state also says how long it is, so z became a length code that temperature cannot shorten)"),
 )
 
-METAVARS = {"kl_free_nats": "NATS", "bow_loss": "WEIGHT"}
+METAVARS = {"kl_free_nats": "NATS", "bow_loss": "WEIGHT", "posterior_reads": "{mean,rnn}"}
 
 
 def add_train_flags(p, defaults):

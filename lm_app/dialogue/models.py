@@ -7,7 +7,13 @@
       h_t = RNN_dec([embed(y_{t-1}); c; z], h_{t-1}),  logits_t = W_o h_t + b_o
     VHRED (Serban et al. 2017, julianser/hed-dlg-truncated):
       prior      N(mu_p, sigma_p) = MLP_p(c)
-      posterior  N(mu_q, sigma_q) = MLP_q([c; RNN_utt(embed(response))])
+      posterior  N(mu_q, sigma_q) = MLP_q([c; mean of embed(response's words)])
+                 (``posterior_reads`` "mean"; "rnn": MLP_q([c; RNN_utt(embed(response))]), the
+                 papers' own, whose last state also tells how long the response is: z then
+                 became a length code, the prior's draw of it set each answer's length, and a
+                 low temperature no longer shortened answers as it does HRED's.  The mean of
+                 the embeddings of ``posterior_reads="mean"`` (the reference code's "DCGM"
+                 mean-pooling option) says which words, not how many)
       z = mu_q + sigma_q * eps in training (the reparameterisation), z ~ prior in inference
       loss = NLL + w * max(KL(q || p), free) in training, w rising linearly
              from 0 to 1 (KL annealing); held-out losses weigh the KL fully
@@ -83,7 +89,7 @@ class DialogueModel(keras.Model):
     """``arch`` hred, vhred or seq2seq over a vocabulary of ``vocab_size`` ids plus ``</s>``."""
 
     def __init__(self, vocab_size, arch="hred", cell="gru", embedding=64, hidden=128, word_drop=0.0,
-                 kl_anneal_steps=0, kl_free_nats=0.0, bow_loss=0.0, seed=None, **kwargs):
+                 kl_anneal_steps=0, kl_free_nats=0.0, bow_loss=0.0, seed=None, posterior_reads="mean", **kwargs):
         super().__init__(**kwargs)
         assert arch in ("hred", "vhred", "seq2seq"), arch  # TrainConfig.validate's rule
         self.arch, self.cell_kind, self.hidden = arch, cell, hidden
@@ -93,6 +99,7 @@ class DialogueModel(keras.Model):
         self.kl_anneal_steps = kl_anneal_steps
         self.kl_free_nats = kl_free_nats
         self.bow_loss = bow_loss if arch == "vhred" else 0.0
+        self.posterior_reads = posterior_reads
         self.embed = keras.layers.Embedding(self.n_ids, embedding, name="embedding")
         if arch == "seq2seq":
             self.encoder = recurrent_layer(cell, flat_encoder_units(cell, embedding, hidden),
@@ -138,6 +145,14 @@ class DialogueModel(keras.Model):
         mu, scale = ops.split(network(inputs), 2, axis=-1)
         return mu, ops.softplus(scale) + SOFTPLUS_FLOOR
 
+    def read_response(self, response, training=False):
+        """What the posterior reads of ``response``: its words' mean embedding, or the utterance RNN's state."""
+        if self.posterior_reads == "rnn":
+            return self.encode_turns(response, training)
+        words = ops.cast(ops.logical_and(ops.not_equal(response, text.PAD_ID), ops.not_equal(response, self.eot)),
+                         "float32")[:, :, None]
+        return ops.sum(self.embed(response) * words, axis=1) / ops.maximum(ops.sum(words, axis=1), 1.0)
+
     def latent_sample(self, c, response=None, training=False):
         """``(z, KL per response or None)``: z from the posterior given the response, else from the prior."""
         prior = self.gaussian(self.prior, c)
@@ -145,7 +160,7 @@ class DialogueModel(keras.Model):
         if response is None:
             return reparameterise(*prior, eps), None
         posterior = self.gaussian(self.posterior,
-                                  ops.concatenate([c, self.encode_turns(response, training)], axis=-1))
+                                  ops.concatenate([c, self.read_response(response, training)], axis=-1))
         return reparameterise(*posterior, eps), gaussian_kl(*posterior, *prior)
 
     def start(self, c, z=None):
@@ -224,5 +239,5 @@ class DialogueModel(keras.Model):
 def dialogue_model(cfg, vocab_size):
     """The model of a dialogue run, with its weights created."""
     return DialogueModel(vocab_size, cfg.arch, cfg.cell, cfg.embedding, cfg.hidden, cfg.word_drop,
-                         cfg.kl_anneal_steps, cfg.kl_free_nats, cfg.bow_loss, cfg.seed).build_all(cfg.context_turns,
-                                                                                    cfg.max_turn_words + 1)
+                         cfg.kl_anneal_steps, cfg.kl_free_nats, cfg.bow_loss, cfg.seed,
+                         cfg.posterior_reads).build_all(cfg.context_turns, cfg.max_turn_words + 1)

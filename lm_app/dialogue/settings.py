@@ -5,8 +5,9 @@ other); the rules that only concern dialogue live here and are called from
 ``TrainConfig.validate`` and ``TrainConfig.conflicts``.  No TensorFlow here.
 """
 ARCHS = ("hred", "vhred", "seq2seq")
-FIELDS = ("context_turns", "max_turn_words", "kl_anneal_steps", "word_drop", "kl_free_nats", "bow_loss")
-VHRED_ONLY = ("kl_anneal_steps", "word_drop", "kl_free_nats", "bow_loss")
+FIELDS = ("context_turns", "max_turn_words", "kl_anneal_steps", "word_drop", "kl_free_nats", "bow_loss",
+          "posterior_reads")
+VHRED_ONLY = ("kl_anneal_steps", "word_drop", "kl_free_nats", "bow_loss", "posterior_reads")
 # Window and decoder settings of the language models that a dialogue run would silently ignore.
 IGNORED = ("window", "target_len", "score", "dropout", "layers", "top_k")
 

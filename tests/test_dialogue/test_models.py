@@ -105,6 +105,27 @@ def test_vhred_drops_decoder_input_words_in_training_only():
     assert (hred.decoder_inputs(response, training=True).numpy()[:, 1:] == 5).all()
 
 
+def test_vhreds_posterior_reads_which_words_the_response_has_not_how_many():
+    """Two responses of the same words at different lengths give the same posterior, so z cannot be a length code.
+
+    Read by the utterance RNN (``posterior_reads="rnn"``), the response's length
+    was the cheapest thing for z to carry, and the prior's draws of it fixed how
+    long an answer ran, whatever the temperature.
+    """
+    context = tf.ones([3, 2, 5], tf.int32)
+    response = tf.constant([[3, 4, 11, 0, 0, 0, 0], [3, 4, 3, 4, 11, 0, 0], [4, 3, 4, 3, 4, 3, 11]])  # 11 is </s>
+    posteriors = {}
+    for reads in ("rnn", "mean"):
+        model = DialogueModel(11, "vhred", "gru", embedding=4, hidden=4, seed=1, posterior_reads=reads).build_all()
+        inputs = tf.concat([model.context(context), model.read_response(response)], axis=-1)
+        posteriors[reads] = np.concatenate([t.numpy() for t in model.gaussian(model.posterior, inputs)], axis=-1)
+    assert np.allclose(posteriors["mean"][0], posteriors["mean"][1:], atol=1e-6)
+    assert not np.allclose(posteriors["rnn"][0], posteriors["rnn"][1], atol=1e-6)
+    assert not np.allclose(posteriors["rnn"][1], posteriors["rnn"][2], atol=1e-6)
+    other = model.read_response(tf.constant([[5, 6, 11, 0, 0, 0, 0]]))  # the last model's: the mean
+    assert not np.allclose(other, model.read_response(response[:1]))  # it does read the words
+
+
 def test_the_kl_weight_rises_linearly_with_training_steps_and_evaluation_weighs_it_fully():
     model = DialogueModel(11, "vhred", "gru", embedding=4, hidden=4, kl_anneal_steps=4, seed=1).build_all()
     context, response = tf.ones([2, 2, 3], tf.int32), tf.constant([[3, 11, 0], [4, 4, 11]])

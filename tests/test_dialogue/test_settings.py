@@ -16,6 +16,9 @@ from tests.conftest import assert_one_line_error, main_in_process
     (["--objective", "dialogue", "--arch", "vhred", "--bow-loss", "-0.5"], "--bow-loss must be 0 (off) or more"),
     (["--objective", "dialogue", "--arch", "hred", "--bow-loss", "2"], "--bow-loss acts with --arch vhred only"),
     (["--objective", "dialogue", "--arch", "hred", "--kl-free-nats", "1"], "--kl-free-nats acts with --arch vhred only"),
+    (["--objective", "dialogue", "--arch", "vhred", "--posterior-reads", "bag"],
+     "--posterior-reads must be one of mean, rnn, got 'bag'"),
+    (["--objective", "dialogue", "--arch", "hred", "--posterior-reads", "rnn"], "--posterior-reads acts with --arch vhred"),
     (["--objective", "dialogue"], "--objective dialogue needs --arch hred, vhred, seq2seq, got rnn"),
     (["--objective", "dialogue", "--arch", "attention"], "needs --arch hred, vhred, seq2seq"),
     (["--arch", "hred"], "--arch hred reads dialogues: use --objective dialogue"),
@@ -35,7 +38,8 @@ def test_bad_dialogue_flags_are_one_line_and_exit_2(flags, fragment, capsys, tmp
 
 def test_the_dialogue_settings_that_act_pass():
     for arch, extra in [("hred", {"cell": "lstm", "context_turns": 3}),
-                        ("vhred", {"word_drop": 0.5, "kl_anneal_steps": 0, "bow_loss": 2.0}),
+                        ("vhred", {"word_drop": 0.5, "kl_anneal_steps": 0, "bow_loss": 2.0,
+                                   "posterior_reads": "rnn"}),
                         ("seq2seq", {"max_turn_words": 10})]:
         TrainConfig(objective="dialogue", arch=arch, **extra).validate()
     with pytest.raises(UsageError, match="--score does not act"):
