@@ -180,6 +180,8 @@ class TrainConfig:
     def from_dict(cls, stored):
         """Settings saved by a run (config.json, run.json), ignoring keys that are not settings."""
         known = {f.name for f in dataclasses.fields(cls)}
+        if stored.get("arch") == "vhred":  # saved before --posterior-reads: the RNN was all there was
+            stored = {"posterior_reads": "rnn", **stored}
         return cls(**{k: v for k, v in stored.items() if k in known})
 
     @classmethod

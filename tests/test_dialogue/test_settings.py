@@ -44,3 +44,11 @@ def test_the_dialogue_settings_that_act_pass():
         TrainConfig(objective="dialogue", arch=arch, **extra).validate()
     with pytest.raises(UsageError, match="--score does not act"):
         TrainConfig(objective="dialogue", arch="hred", score="dot").validate()
+
+
+def test_a_vhred_saved_before_posterior_reads_existed_is_rebuilt_with_the_rnn_it_had():
+    """Its weights are those of the utterance-RNN posterior: evaluate and --resume must rebuild that one."""
+    old = {"objective": "dialogue", "arch": "vhred", "corpus": "c", "vocab": "v"}
+    assert TrainConfig.from_dict(old).posterior_reads == "rnn"
+    assert TrainConfig.from_dict({**old, "posterior_reads": "mean"}).posterior_reads == "mean"
+    assert TrainConfig.from_dict({**old, "arch": "hred"}).posterior_reads == "mean"  # the default, unused
