@@ -58,7 +58,7 @@ def _child(argv, cwd, env, fds, sigint_ignored, preexec_fn):
     os.environ.clear()
     os.environ.update(env)
     for target, fd in enumerate(fds):
-        if fd is not None:
+        if fd is not None and fd != target:
             os.dup2(fd, target)
             os.close(fd)
     # New streams over the new descriptors, buffered as the interpreter buffers them.
@@ -118,6 +118,8 @@ class Popen:
                 child_fds[target] = child_fds[1] if child_fds[1] is not None else 1
             elif how is not None:
                 child_fds[target] = how if isinstance(how, int) else how.fileno()
+            elif target > 0:  # inherited, as by a subprocess: this process's stdout or stderr now
+                child_fds[target] = target
         process = _context().Process(
             target=_child, daemon=True,
             args=(list(map(str, args[1:])), str(cwd or os.getcwd()), dict(os.environ if env is None else env),
