@@ -38,15 +38,11 @@ def shared_file(*parts):
     return path
 
 
-def cli_env(**extra):
-    """The environment of a ``python -m lm_app`` run by a test."""
-    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **extra)
-
-
 def run_cli(*args, cwd=None, timeout=600):
     """Run ``python -m lm_app`` as a user would, in its own process (forked: see tests/forks.py)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     return forks.run([sys.executable, "-m", "lm_app", *map(str, args)], cwd=cwd or ROOT,
-                     env=cli_env(), capture_output=True, text=True, timeout=timeout)
+                     env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def exit_code_of_main(args):

@@ -10,8 +10,9 @@ as the interpreter would. ``Popen`` and ``run`` answer as ``subprocess``'s do.
 What a fork cannot show stays on ``subprocess``: what the TensorFlow import prints
 (tests/test_quiet.py), which modules a bare interpreter loads, peak memory from the start
 of a process, warnings raised while TensorFlow loads, and programs that are not a Python
-module (a compiler, a script). This module imports nothing but the standard library: it is what the forkserver
-loads besides TensorFlow, and a child that never imports lm_app must not get it from here.
+module (a compiler, a script). This module imports nothing but the standard library: it
+is what the forkserver loads besides TensorFlow, and a child that never imports lm_app
+must not get it from here.
 """
 import atexit
 import functools
