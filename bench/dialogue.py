@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dialogue" / "shakespeare"
 sys.path.insert(0, str(ROOT))
 from bench import record  # noqa: E402
-from lm_app.config import TrainConfig  # noqa: E402
+from lm_app.config import CHOICES, TrainConfig  # noqa: E402
 
 ARCHS = ("seq2seq", "hred", "vhred")
 FIRST_SEED = 1111
@@ -144,7 +144,7 @@ def main(argv=None):
                         help="VHRED's bag-of-words loss weight (default: train's, %(default)s)")
     parser.add_argument("--word-drop", type=float, default=TrainConfig.word_drop,
                         help="VHRED's decoder word drop (default: train's, %(default)s)")
-    parser.add_argument("--posterior-reads", choices=("mean", "rnn"), default=TrainConfig.posterior_reads,
+    parser.add_argument("--posterior-reads", choices=CHOICES["posterior_reads"], default=TrainConfig.posterior_reads,
                         help="what VHRED's posterior reads of the response (default: train's, %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=0.001, help="every model's (default: %(default)s)")
     parser.add_argument("--clip-norm", type=float, default=1.0, help="every model's (default: %(default)s)")
