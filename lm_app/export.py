@@ -32,8 +32,11 @@ class NextWordModule(tf.Module):
 
     def __init__(self, model, vocab_file, window, mode, k=10, objective="window"):
         super().__init__()
-        self.model = model
-        # Track every variable the traced call may capture (dropout seeds included).
+        # The Keras model is held but not tracked: tracked, it brings its own serving function,
+        # traced at every export and saved beside the signatures (a second copy of the network
+        # that nobody calls).  What the signatures capture is tracked on its own: every
+        # variable, dropout seeds included.
+        object.__setattr__(self, "model", model)
         self.model_variables = [v.value for v in model.variables]
         self.window = window
         self.mode = mode
@@ -93,7 +96,9 @@ class NextWordModule(tf.Module):
         return {"words": self.id_to_word.lookup(tf.cast(top, tf.int64)), "probs": probs,
                 "probabilities": probabilities}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    # No AutoGraph where the Python has no control flow on tensors: converting a function and all
+    # it calls is a fixed cost paid on every first export, load or trace in a process.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def serve(self, text_in):
         ids = self.token_ids(text_in)
         context = self.left_padded(ids, self.window)
@@ -160,7 +165,7 @@ class Seq2SeqModule(NextWordModule):
         return out
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
-                                  tf.TensorSpec([None, None], tf.string, name="prefix")])
+                                  tf.TensorSpec([None, None], tf.string, name="prefix")], autograph=False)
     def next_log_probs(self, text_in, prefix):
         """Log-probabilities of the word after ``prefix`` (words already decoded) for each text."""
         ids, outputs, states, mask = self.encode(text_in)

@@ -48,15 +48,15 @@ class DialogueModule(lm_export.NextWordModule):
         strings = tf.ragged.boolean_mask(self.id_to_word.lookup(tf.cast(words, tf.int64)), real)
         return {"response": tf.strings.reduce_join(strings, axis=-1, separator=" "), "log_prob": log_prob}
 
-    @tf.function(input_signature=[TURNS])
+    @tf.function(input_signature=[TURNS], autograph=False)
     def serve(self, turns):
         return self.respond(turns)
 
-    @tf.function(input_signature=[TURNS, tf.TensorSpec([], tf.float32, name="temperature")])
+    @tf.function(input_signature=[TURNS, tf.TensorSpec([], tf.float32, name="temperature")], autograph=False)
     def sample(self, turns, temperature):
         return self.respond(turns, tf.maximum(temperature, 1e-6))
 
-    @tf.function(input_signature=[TURNS])
+    @tf.function(input_signature=[TURNS], autograph=False)
     def prior(self, turns):
         """The prior's ``mu`` and ``sigma`` of z per context (``[batch, 0]`` without z).
 
@@ -71,7 +71,7 @@ class DialogueModule(lm_export.NextWordModule):
         return {"mu": mu, "sigma": sigma}
 
     @tf.function(input_signature=[TURNS, tf.TensorSpec([None, None], tf.string, name="prefix"),
-                                  tf.TensorSpec([None, None], tf.float32, name="z")])
+                                  tf.TensorSpec([None, None], tf.float32, name="z")], autograph=False)
     def next_log_probs(self, turns, prefix, z):
         """Log-probabilities of the word after ``prefix`` (the answer so far) given z: generate's callback."""
         model = self.model

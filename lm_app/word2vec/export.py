@@ -66,19 +66,19 @@ class WordVectorsModule(tf.Module):
         return {"words": tf.where(known, self.id_to_word.lookup(tf.cast(ids, tf.int64)), ""),
                 "scores": tf.where(known, top, 0.0)}
 
-    @tf.function(input_signature=[WORDS])
+    @tf.function(input_signature=[WORDS], autograph=False)
     def vector(self, words):
         query, ids, known = self.lookup(words)
         vectors = tf.where(known[:, None], tf.gather(self.vectors, ids), 0.0)
         return {"vectors": vectors, "known": known, "query": query}
 
-    @tf.function(input_signature=[WORDS, K])
+    @tf.function(input_signature=[WORDS, K], autograph=False)
     def similar(self, words, k):
         query, ids, known = self.lookup(words)
         out = self.nearest(tf.gather(self.unit, ids), ids[:, None], known, k, reserved=1)
         return dict(out, known=known, query=query)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=n) for n in "abc"] + [K])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=n) for n in "abc"] + [K], autograph=False)
     def analogy(self, a, b, c, k):
         (qa, a, ka), (qb, b, kb), (qc, c, kc) = self.lookup(a), self.lookup(b), self.lookup(c)
         known = ka & kb & kc
