@@ -6,7 +6,9 @@ without importing ``cli``, which sits on top of them all.
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 
 
@@ -22,6 +24,28 @@ def port_number(value):
     if not 0 <= n <= 65535:
         raise argparse.ArgumentTypeError(f"must be in 0..65535 (0: any free port), got {value}")
     return n
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Hold a Ctrl-C that lands in the block until its end: what the block changes, it changes whole.
+
+    A KeyboardInterrupt raised inside TensorFlow's own context managers (the
+    device scopes of the checkpoint writer) leaves their scope stack broken:
+    it surfaced as a RuntimeError, not an interrupt, and the state was not saved.
+    (Only the main thread can hold signals; elsewhere the block just runs.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda *_: held.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held and callable(previous):
+        previous(signal.SIGINT, None)  # the usual handler: KeyboardInterrupt
 
 
 @contextlib.contextmanager

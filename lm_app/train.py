@@ -38,6 +38,7 @@ from .distribute import Pace, as_worker, make_strategy, resuming
 from .errors import UsageError
 from .losses import perplexity
 from .objectives import SPLIT_NAMES, make_objective
+from .process import interrupts_held
 from .trainer import Trainer
 
 
@@ -97,12 +98,13 @@ def _train_locked(cfg, vocab, verbose, log, strategy=None, chief=True, on_epoch=
 
     def save(progress):
         """Commit ``progress`` with the variables; the learning rate is part of the progress."""
-        progress_var.assign(json.dumps(progress))
-        trainer.optimizer.learning_rate.assign(progress["learning_rate"])
-        try:
-            manager.save()
-        except tf.errors.OpError as e:
-            raise UsageError(f"cannot save the training state in {state}: {e.message}") from None
+        with interrupts_held():  # a commit is whole: a Ctrl-C inside it stops the run after it
+            progress_var.assign(json.dumps(progress))
+            trainer.optimizer.learning_rate.assign(progress["learning_rate"])
+            try:
+                manager.save()
+            except tf.errors.OpError as e:
+                raise UsageError(f"cannot save the training state in {state}: {e.message}") from None
 
     def end_epoch(epoch, logs):
         """The epoch's end as one commit: the new progress exists only in ``after`` until save().

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sys
 
 import numpy as np
@@ -183,3 +184,33 @@ def test_ctrl_c_at_any_instant_of_the_epoch_end_resumes_to_the_uninterrupted_run
         for key, values in expected_history.items():  # an epoch recorded twice fails on the length
             np.testing.assert_allclose(history[key], values, rtol=1e-6, err_msg=f"{point}: {key}")
         assert_same_weights(tmp_path / name, tmp_path / "straight")
+
+
+def test_a_ctrl_c_inside_the_checkpoint_write_lets_the_commit_finish(tmp_path, monkeypatch):
+    """A real SIGINT inside the epoch end's checkpoint write: the write finishes, then the run stops as on Ctrl-C.
+
+    Raised inside the writer, the interrupt broke TensorFlow's device-scope stack and
+    surfaced as a RuntimeError: a traceback, exit 1, and no state saved.
+    """
+    import tensorflow as tf
+
+    from lm_app.config import TrainConfig
+    from lm_app.train import train
+
+    glob, vocab = tiny_corpus(tmp_path, repeats=8)
+    write, written = tf.train.CheckpointManager.save, []
+
+    def save_with_a_ctrl_c(manager, *args, **kwargs):
+        if not written:
+            os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode unless it is held
+        written.append(write(manager, *args, **kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save_with_a_ctrl_c)
+    cfg = TrainConfig(corpus=glob, vocab=str(vocab), model_dir=str(tmp_path / "lm"), embedding=4, hidden=8,
+                      batch_size=16, epochs=2, seed=3, valid_fraction=0.2, test_fraction=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, log=lambda *a: None)
+    # The commit, then the interrupt's own save of the progress as it was before it.
+    assert len(written) == 2 and all(tf.io.gfile.exists(f"{path}.index") for path in written)
+    assert (tmp_path / "lm" / "saved_model.pb").exists()  # the interrupt exported the best weights

@@ -17,13 +17,10 @@ a ``tf.train.Checkpoint`` of both tables with the progress (epoch, sentence,
 words done); a batch's random numbers depend only on ``(seed, epoch,
 sentence)``, so a resumed run continues the same streams.
 """
-import contextlib
 import dataclasses
 import json
 import shutil
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -38,6 +35,7 @@ from ..config import flag
 from ..corpus import Vocabulary, find_files
 from ..data import file_ids, lookup_table
 from ..errors import UsageError
+from ..process import interrupts_held
 from ..text import RESERVED
 from . import sampling
 from .config import Word2VecConfig
@@ -213,7 +211,7 @@ def _train(cfg, vocab, ids, ends, state, verbose, log, on_batch):
                 batch, splits = np.asarray(ids[start:stop]), bounds[first:end + 1] - start
                 alpha = [sampling.learning_rate(cfg.learning_rate, cfg.min_learning_rate, p["words"] + w, total)
                          for w in (0, stop - start)]
-                with interrupt_after():  # the tables and the progress record change together
+                with interrupts_held():  # the tables and the progress record change together
                     if ops is not None:
                         ops.lm_app_word2vec(tables.syn0.value.handle, tables.syn1neg.value.handle, batch, splits,
                                             sample_int, cum, np.float32(alpha), [cfg.seed, epoch, first],
@@ -248,24 +246,3 @@ def _train(cfg, vocab, ids, ends, state, verbose, log, on_batch):
     log(f"wrote the vectors to {cfg.out}")
     return {"words": words, "vectors": vectors, "words_per_second": speed, "seconds": p["seconds"],
             "trained_words": p["words"], "native": ops is not None}
-
-
-@contextlib.contextmanager
-def interrupt_after():
-    """Hold a Ctrl-C that lands in the block until its end, so a batch is never half counted.
-
-    A Ctrl-C between the op's return and the progress update would save
-    tables that hold a batch the record does not count; resuming would train
-    it twice.  (Only the main thread can hold signals; elsewhere it just runs.)
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = []
-    previous = signal.signal(signal.SIGINT, lambda *_: held.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if held and callable(previous):
-        previous(signal.SIGINT, None)  # the usual handler: KeyboardInterrupt

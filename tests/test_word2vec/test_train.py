@@ -1,13 +1,11 @@
 """Training on a corpus with planted structure, both modes and both paths; interrupt and resume."""
-import os
-import signal
 
 import numpy as np
 import pytest
 
 from lm_app.errors import UsageError
 from lm_app.word2vec.config import Word2VecConfig
-from lm_app.word2vec.train import interrupt_after, state_dir, train
+from lm_app.word2vec.train import state_dir, train
 
 from tests.conftest import native_or_xla  # noqa: F401  (a fixture: the kernel, then the portable path)
 from tests.test_word2vec import nearest_in_group, planted_corpus
@@ -69,14 +67,3 @@ def test_a_corpus_without_words_leaves_no_unfinished_run(planted, tmp_path):
         train(config(planted, tmp_path / "w2v", corpus=str(tmp_path / "empty.txt")), verbose=0, log=lambda *a: None)
     result = train(config(planted, tmp_path / "w2v", epochs=1), verbose=0, log=lambda *a: None)  # no --fresh needed
     assert len(result["words"]) == 12
-
-
-def test_a_ctrl_c_inside_a_batch_lands_after_it():
-    """The batch's tables and its progress record change together: Ctrl-C waits for the block's end."""
-    reached = []
-    with pytest.raises(KeyboardInterrupt):
-        with interrupt_after():
-            os.kill(os.getpid(), signal.SIGINT)
-            reached.append("the rest of the block")
-    assert reached
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
