@@ -191,9 +191,13 @@ def newest_save(folder):
     return int(found[1]) if found else 0
 
 
-def kill_cluster(workers, first, folder, after):
-    """``kill -9`` worker ``first`` once ``folder`` holds a checkpoint newer than ``after``, then the other."""
-    while newest_save(folder) <= after:
+def kill_cluster(workers, first, folders, after):
+    """``kill -9`` worker ``first``, then the other, once each of ``folders`` holds a checkpoint newer than ``after``.
+
+    Both: the workers save together, but one may finish writing first; killed then,
+    the other has no checkpoint and the resume starts over (no "resuming" line).
+    """
+    while min(map(newest_save, folders)) <= after:
         assert all(w.poll() is None for w in workers), "a worker ended before it was killed"
         time.sleep(0.02)
     for worker in (workers[first], workers[1 - first]):
@@ -203,7 +207,7 @@ def kill_cluster(workers, first, folder, after):
 
 @pytest.mark.slow
 def test_two_stream_workers_killed_and_resumed_reach_the_weights_of_one_process(stream_runs, tmp_path):
-    """Each worker carries half the rows; ``kill -9`` at worker 1's first save (then the chief), resumed.
+    """Each worker carries half the rows; ``kill -9`` after their first save (worker 1, then the chief), resumed.
 
     Which worker dies first matters only by the saves the other makes after it:
     the tests of :func:`restore` with ``agree`` cover a lag either way.
@@ -211,7 +215,7 @@ def test_two_stream_workers_killed_and_resumed_reach_the_weights_of_one_process(
     work, args = stream_runs
     chief, other = tmp_path / "lm", tmp_path / "lm.worker-1"
     log = tmp_path / "worker.log"
-    kill_cluster(start_workers(chief, *args, log=log), 1, other, after=0)
+    kill_cluster(start_workers(chief, *args, log=log), 1, (other, chief), after=0)
     assert not (chief / "saved_model.pb").exists()
     workers = start_workers(chief, *args, "--resume", log=log)
     assert [w.wait(timeout=600) for w in workers] == [0, 0], Path(f"{log}.0").read_text()[-3000:]
