@@ -78,6 +78,11 @@ def sums_nothing(optimizer):
     optimizer._all_reduce_sum_gradients = lambda grads_and_vars: grads_and_vars
 
 
+def any_batch_size(tensor):
+    """``tensor``'s spec with the batch dimension left open."""
+    return tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype)
+
+
 class Trainer:
     """The model, its optimizer and the compiled training and evaluation steps."""
 
@@ -154,6 +159,16 @@ class Trainer:
     def _eval_step(self, x, y):
         self.eval_metrics.update(*self.objective.token_losses(x, y, training=False))
 
+    def _eval_batch(self, x, y):
+        """One held-out batch, the step traced for any batch size before its first call.
+
+        A part's last batch is shorter: traced for the first batch's size, the
+        step then traced the whole model a second time on every run.
+        """
+        if not self.eval_step.experimental_get_tracing_count():
+            self.eval_step.get_concrete_function(*tf.nest.map_structure(any_batch_size, (x, y)))
+        self.eval_step(x, y)
+
     def evaluate(self, split="valid"):
         """Loss, accuracy and top-5 on a held-out part (``"valid"`` or ``"test"``), the dropout seeds kept.
 
@@ -164,7 +179,7 @@ class Trainer:
         seeds = [v for v in self.model.variables if v.name == "seed_generator_state"]
         saved = [v.numpy() for v in seeds]
         self.eval_metrics.reset()
-        self.objective.evaluate(self.eval_step, split)
+        self.objective.evaluate(self._eval_batch, split)
         for var, value in zip(seeds, saved):
             var.assign(value)
         return self.eval_metrics.result()

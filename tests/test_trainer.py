@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from lm_app import corpus
 from lm_app.config import TrainConfig
-from lm_app.objectives import StreamObjective
+from lm_app.objectives import StreamObjective, WindowObjective
 from lm_app.trainer import Trainer, clip_by_global_norm
 from tests.conftest import cycle_corpus
 
@@ -48,6 +48,22 @@ def test_several_steps_in_one_call_equal_one_call_per_step(tmp_path):
     for a, b in zip(state(one), state(many), strict=True):
         np.testing.assert_array_equal(a, b)
 
+
+def test_evaluation_traces_its_step_once_whatever_the_batch_sizes(tmp_path):
+    """A held-out part's last batch is shorter: one trace serves both sizes, and the figures are the batches' mean."""
+    glob = str(cycle_corpus(tmp_path / "c", repeats=8) / "*.txt")
+    vocab = corpus.build_vocabulary(glob, min_count=0)
+    cfg = TrainConfig(corpus=glob, vocab="unused", model_dir=str(tmp_path / "m"), embedding=4, hidden=8,
+                      batch_size=16, dropout=0.3, seed=3, valid_fraction=0.2, test_fraction=0)
+    trainer = Trainer(WindowObjective(cfg, vocab, corpus.find_files(glob)), len(vocab), cfg)
+    batches = list(trainer.objective.held_out["valid"])
+    assert len({len(y) for _, y in batches}) == 2  # full batches and a shorter last one
+    first, again = trainer.evaluate(), trainer.evaluate()
+    assert trainer.eval_step.experimental_get_tracing_count() == 1
+    token_losses = np.concatenate([trainer.objective.token_losses(x, y, training=False)[0].numpy()
+                                   for x, y in batches])
+    assert first["loss"] == pytest.approx(token_losses.mean(), rel=1e-5)
+    assert first == again
 
 
 def _gradients(norm, seed=0):
