@@ -1,5 +1,4 @@
 """Training on a corpus with planted structure, both modes and both paths; interrupt and resume."""
-
 import numpy as np
 import pytest
 
