@@ -38,6 +38,8 @@ def test_the_state_really_carries_across_chunks(stream_model):
     model, _, vocab = evaluate.load_trained(work / "lm")
     ids = data.token_ids(corpus.find_files(cfg.corpus), vocab)[:600]
 
+    read = tf.function(model)  # hundreds of tiny calls: traced once per chunk shape, not run op by op
+
     def accuracy(chunk, reset):
         states, hits = model.zero_states(1), []
         for start in range(0, len(ids) - 1, chunk):
@@ -45,7 +47,7 @@ def test_the_state_really_carries_across_chunks(stream_model):
                 states = model.zero_states(1)
             x = ids[None, start:start + chunk]
             y = ids[start + 1:start + 1 + chunk]
-            logits, states = model(tf.constant(x[:, :len(y)]), states)
+            logits, states = read(tf.constant(x[:, :len(y)]), states)
             hits.extend(np.argmax(logits[0], -1) == y)
         return np.mean(hits)
 
