@@ -25,7 +25,7 @@ def model(tmp_path_factory):
     assert built.returncode == 0, built.stderr
     model_dir = work / "lm"
     args = ["--corpus", glob, "--vocab", vocab, "--epochs", 2, "--save-every", 1, "--embedding", 8,
-            "--hidden", 16, "--batch-size", 8, "--top-k", 5, "--seed", 5]
+            "--hidden", 16, "--batch-size", 32, "--top-k", 5, "--seed", 5]
     proc = start_training(model_dir, args)
     wait_for(model_dir / "checkpoints" / "checkpoint", proc)
     proc.send_signal(signal.SIGKILL)
