@@ -19,7 +19,7 @@ from tests.conftest import ROOT, assert_usage_error, cycle_corpus, run_cli, run_
 
 pytestmark = pytest.mark.slow
 
-FLAGS = ["--embedding", 8, "--hidden", 16, "--batch-size", 8, "--patience", 5, "--dropout", 0.2,
+FLAGS = ["--embedding", 8, "--hidden", 16, "--batch-size", 16, "--patience", 5, "--dropout", 0.2,
          "--seed", 11, "--save-every", 3, "--learning-rate", 0.01]
 
 
