@@ -143,7 +143,7 @@ def test_a_window_run_keeps_its_rate_unless_told_to_decay(tmp_path):
     rates = {}
     for name, extra in (("default", {}), ("decay", {"lr_decay": 2.0})):
         cfg = TrainConfig(corpus=glob, vocab=str(tmp_path / "vocab.txt"), model_dir=str(tmp_path / name),
-                          embedding=4, hidden=8, batch_size=8, epochs=6, patience=6, learning_rate=0.8,
+                          embedding=4, hidden=8, batch_size=16, epochs=6, patience=6, learning_rate=0.8,
                           seed=3, **extra)
         train(cfg, verbose=0, log=lambda *a: None)
         history = json.loads((tmp_path / name / "history.json").read_text())
