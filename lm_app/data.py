@@ -196,7 +196,7 @@ def _numbered_windows(files, vocab, window, valid_fraction, test_fraction, block
 
     ds = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(
         lambda path: file_windows(path, table, vocab, span))
-    return ds.scan(tf.constant(0, tf.int64), number), in_part
+    return fixed_pipeline(ds.scan(tf.constant(0, tf.int64), number)), in_part
 
 
 def batched(ds, batch_size, shuffle=False, seed=None, shuffle_buffer=10_000):
@@ -204,14 +204,21 @@ def batched(ds, batch_size, shuffle=False, seed=None, shuffle_buffer=10_000):
     assert batch_size > 0, batch_size  # --batch-size: TrainConfig.validate
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return without_autotune(ds.batch(batch_size).prefetch(2))
+    return fixed_pipeline(ds.batch(batch_size).prefetch(2))
 
 
-def without_autotune(ds):
-    """Fixed buffers instead of autotuning, which stalls for seconds at epoch ends in TF 2.21."""
+def fixed_pipeline(ds):
+    """``ds`` as written: fixed buffers, no autotuning, no graph rewrites.
+
+    Autotuning stalls for seconds at epoch ends in TF 2.21.  tf.data's default
+    rewrites (fusions, parallel maps) are redone each time an iterator is made, so
+    every epoch, evaluation and count paid a fixed cost for them, and these
+    pipelines ran no faster with them (slower, on evaluate's windows).
+    """
     options = tf.data.Options()
     options.autotune.enabled = False
     options.deterministic = True
+    options.experimental_optimization.apply_default_optimizations = False
     return ds.with_options(options)
 
 
@@ -220,7 +227,7 @@ def token_ids(files, vocab):
     table = lookup_table(vocab)
     ds = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(
         lambda path: file_ids(path, table, vocab))
-    parts = [ids.numpy() for ids in ds]
+    parts = [ids.numpy() for ids in fixed_pipeline(ds)]
     return np.concatenate(parts) if parts else np.zeros([0], np.int32)
 
 
@@ -254,4 +261,4 @@ def stream_chunks(rows, bptt):
         size = tf.minimum(tf.constant(bptt, tf.int64), length - 1 - start)
         return rows_t[:, start:start + size], rows_t[:, start + 1:start + 1 + size]
 
-    return without_autotune(tf.data.Dataset.range(0, max(length - 1, 0), bptt).map(chunk).prefetch(2))
+    return fixed_pipeline(tf.data.Dataset.range(0, max(length - 1, 0), bptt).map(chunk).prefetch(2))

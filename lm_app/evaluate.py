@@ -95,7 +95,7 @@ def stream_rows(files, vocab, rows=EVAL_ROWS, length=ROW_LENGTH, burn_in=BURN_IN
                                                 tf.reshape(tf.concat([y, pad], 0), [r, width]), keep)
 
     pairs = stream_pairs(files, vocab).rebatch(rows * length).filter(lambda x, y: tf.size(y) > 0)
-    return data.without_autotune(pairs.scan(tf.zeros([burn_in], tf.int32), block).prefetch(1))
+    return data.fixed_pipeline(pairs.scan(tf.zeros([burn_in], tf.int32), block).prefetch(1))
 
 
 def evaluate(model_dir, corpus, pretokenized=None, embeddings=None, rows=EVAL_ROWS):

@@ -26,6 +26,21 @@ def two_files(tmp_path):
     return corpus.find_files(str(tmp_path / "*.txt")), vocab
 
 
+def test_every_pipeline_runs_as_written_without_autotuning_or_rewrites(two_files):
+    """Autotuning stalled at epoch ends; tf.data's default rewrites were redone at every iterator."""
+    from lm_app import evaluate
+
+    files, vocab = two_files
+    windows = data.CorpusWindows(files, vocab, 2)
+    pipelines = {"the count": windows.numbered, "training batches": data.batched(windows.dataset(), 2, True, 1),
+                 "stream chunks": data.stream_chunks(np.zeros((2, 9), np.int32), 3),
+                 "evaluate's rows": evaluate.stream_rows(files, vocab, 2)}
+    for name, ds in pipelines.items():
+        options = ds.options()
+        assert options.autotune.enabled is False and options.deterministic is True, name
+        assert options.experimental_optimization.apply_default_optimizations is False, name
+
+
 def test_windows_are_exact_and_never_cross_files(two_files):
     files, vocab = two_files
     got = decode(data.window_dataset(files, vocab, window=5, split="all"), vocab)

@@ -100,7 +100,7 @@ class Examples:
             ids = tf.gather(turns, rows)
             return ids[:, :-1], ids[:, -1]
 
-        return data.without_autotune(ds.batch(batch_size).map(gather).prefetch(2))
+        return data.fixed_pipeline(ds.batch(batch_size).map(gather).prefetch(2))
 
 
 def split_dialogues(dialogues, part, valid_fraction, test_fraction):
