@@ -1,4 +1,5 @@
 """The native kernels: equal to the XLA loops they replace, and built (or not) as a user's machine would."""
+import hashlib
 import os
 import shutil
 import subprocess
@@ -188,15 +189,29 @@ def native_env(cache, march=None):
     return env
 
 
+def seed_wrappers(cache):
+    """Put this machine's op-wrapper object (if ``make install`` built one) in ``cache``, as a later build finds it.
+
+    The wrappers do not depend on the CPU and take most of a build's time; the
+    tests of other CPUs' kernels build only those kernels, as a user's rebuild would.
+    """
+    kept = native.wrappers_path(native.compiler())
+    if native.trusted(kept):
+        for path in (kept, Path(f"{kept}.sha256")):
+            shutil.copy2(path, cache / path.name)
+
+
 @pytest.fixture(scope="module")
 def first_runs(tmp_path_factory, kernels):
-    """Two processes started together on an empty cache: ``(their (stdout, stderr), return codes, cache)``.
+    """Two processes started together on a cache without a library: ``(their (stdout, stderr), return codes, cache)``.
 
     On x86 they build for the first of OTHER_CPUS, so the test of that CPU's kernels
-    reuses this build instead of compiling its own (a build is most of that test's time).
+    reuses this build instead of compiling its own (a build is most of that test's time);
+    the other CPU's build shares this cache, so it reuses the op wrappers' object.
     """
     cache = tmp_path_factory.mktemp("first_runs")
     march = OTHER_CPUS[0] if os.uname().machine == "x86_64" else None
+    seed_wrappers(cache)
     first = [python("from lm_app import native; print(native.ops() is not None)", native_env(cache, march))
              for _ in range(2)]
     outs = [p.communicate() for p in first]
@@ -231,23 +246,27 @@ def test_a_failed_build_falls_back_with_one_line_and_leaves_no_file(tmp_path, fo
 
 @pytest.mark.slow
 @pytest.mark.parametrize("march", OTHER_CPUS)
-def test_the_kernels_for_other_cpus_equal_the_xla_paths(tmp_path, march, kernels, first_runs, references):
+def test_the_kernels_for_other_cpus_equal_the_xla_paths(march, kernels, first_runs, references):
     """This machine's build uses its widest vectors; CI or a user's CPU may have only AVX2
     (x86-64-v3: 8-float vectors, 6-row blocks) or none (x86-64: GCC's generic vector code).
     Each build reruns the kernel and dropout tests against the XLA and TensorFlow paths.
-    The first CPU's build is the one ``first_runs`` made; the other is built here."""
+    The first CPU's build is the one ``first_runs`` made; the other is built here, in the
+    same cache, with the op wrappers' object that build left."""
     if os.uname().machine != "x86_64":
         pytest.skip("the -march names are x86's")
     *_, cache, built_for = first_runs
-    if march != built_for:
-        cache = tmp_path
+    before = set(cache.glob("*.so"))
+    (wrappers,) = cache.glob("lm_app_wrappers-*.o")  # the first runs' build made or found it
+    wrappers_made = wrappers.stat().st_mtime_ns
     env = dict(native_env(cache, march), LM_APP_TEST_XLA_RESULTS=str(references))
     run = forked.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_native.py",
                       "tests/layers/test_dropout.py", "-k", "not other_cpus and not build and not turns"],
                      cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1]
-    assert len(list(cache.glob("*.so"))) == 1  # built for that CPU: a build for another would be a second
+    # Built for that CPU (the first runs' build, or one new one): a build for another would be one more.
+    assert len(set(cache.glob("*.so")) - before) == (march != built_for)
+    assert list(cache.glob("lm_app_wrappers-*.o")) == [wrappers] and wrappers.stat().st_mtime_ns == wrappers_made
 
 
 def test_lm_app_native_0_turns_the_kernels_off(tmp_path, forks):
@@ -260,12 +279,14 @@ def test_lm_app_native_0_turns_the_kernels_off(tmp_path, forks):
 
 def fake_compiler(folder, library, noise=0):
     """A ``$CXX`` that writes ``noise`` bytes of warnings, then "builds" by copying ``library``
-    (a real build of the kernels); it fails with a compiler's error line when ``library`` is None."""
+    (a real build of the kernels); it fails with a compiler's error line when ``library`` is None.
+    Each call's arguments are appended to ``folder / "calls"``."""
     script = folder / "fake-c++"
     build = (f'while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done\n'
              f'case "$out" in *.o) : > "$out" ;; *) cp "{library}" "$out" ;; esac\n'
              if library else "echo 'error: this compiler is broken' >&2; exit 1\n")
     script.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "fake 1.0"; exit 0; }\n'
+                      f'echo "$*" >> "{folder}/calls"\n'
                       f"yes 'warning: unused variable' | head -c {noise}; echo\n" + build)
     script.chmod(0o755)
     return script
@@ -384,6 +405,28 @@ def test_a_damaged_or_unsafe_library_gets_a_new_build(built, tmp_path, damage, l
     assert stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
     loaded, err = load_in_a_process(cxx, cache)  # and, once rebuilt, it is loaded as it is
     assert loaded and "compiling" not in err
+
+
+@pytest.mark.parametrize("damage", [None, truncate, group_writable, forget_the_checksum])
+def test_a_new_build_reuses_the_op_wrappers_object_unless_it_is_damaged(built, tmp_path, damage, load_in_a_process):
+    """The wrappers are compiled for the baseline CPU: a build for another CPU or new kernels links the kept object."""
+    cxx, cache, library = copy_of(built, tmp_path)
+    (wrappers,) = cache.glob("lm_app_wrappers-*.o")
+    wrappers.write_bytes(b"an object file" * 300)  # the copying compiler's objects are empty
+    Path(f"{wrappers}.sha256").write_text(hashlib.sha256(wrappers.read_bytes()).hexdigest() + "\n")
+    if damage:
+        damage(wrappers)
+    library.unlink()  # as if the kernels had changed: the library is built again
+    calls = cxx.parent / "calls"
+    calls.unlink()
+    loaded, err = load_in_a_process(cxx, cache)
+    assert loaded and "compiling" in err
+    compiled = [line.split(" -o ")[-1] for line in calls.read_text().splitlines() if " -c " in line]
+    assert sorted(c.rsplit(".so.", 1)[1] for c in compiled) == \
+        ["gru.cc.o", "kernels.cc.o", *(["wrappers.cc.o"] if damage else [])]
+    link = next(line for line in calls.read_text().splitlines() if "-shared" in line.split())
+    assert (str(wrappers) in link.split()) == (damage is None)  # else the new object, then kept
+    assert native.trusted(wrappers) and (wrappers.read_bytes() == b"an object file" * 300) == (damage is None)
 
 
 def test_the_cache_folder_is_made_private_and_its_build_reused(built, tmp_path, load_in_a_process):

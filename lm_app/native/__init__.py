@@ -18,7 +18,10 @@ into place, under a lock, so concurrent first runs build it once, with its
 SHA-256 recorded beside it.  A library is code this process runs, so it is
 loaded only from a 0700 folder of this user's, only if it is this user's file,
 writable by nobody else, with the recorded checksum; otherwise (truncated,
-altered, left by someone else) it is built anew.  Where it
+altered, left by someone else) it is built anew.  The op wrappers, compiled
+for the baseline CPU, are kept beside it as an object of their own, checked the
+same way, so a build for another CPU (or after a change to the kernels alone)
+compiles only the kernels.  Where it
 cannot be built (no compiler, another OS), or with ``LM_APP_NATIVE=0``,
 :func:`ops` returns ``None`` and the callers keep their portable XLA paths.
 Only training uses these ops; an exported SavedModel never contains them.
@@ -43,6 +46,9 @@ from ..atomic import write_text
 HERE = Path(__file__).resolve().parent
 SOURCES = {"ops": ("kernels.h", "vectors.h", "kernels.cc", "gru.cc", "ops.h", "ops.cc", "gru_ops.cc", "wrappers.cc"),
            "count": ("count.cc",)}
+# What the op wrappers' object is compiled from (wrappers.cc includes the rest).
+WRAPPER_SOURCES = ("kernels.h", "ops.h", "ops.cc", "gru_ops.cc", "wrappers.cc")
+WRAPPERS_OBJECT = "{out}.wrappers.cc.o"
 BUILD_TIMEOUT = 600  # seconds for the whole build: a stuck compiler must not hold the lock for ever
 _loaded = {}
 
@@ -98,18 +104,30 @@ def commands(cxx, out, name="ops"):
 
 def library_path(cxx, name="ops"):
     """Where the build of library ``name`` for this machine, its sources and (ops) this TensorFlow lives."""
+    commands_used = repr(commands(cxx, "x", name))
+    return cache_dir() / f"lm_app_{name}-{_key(cxx, SOURCES[name], _cpu_flags(), commands_used, name=name)}.so"
+
+
+def wrappers_path(cxx):
+    """Where the op wrappers' object lives: built for the baseline CPU, one serves the builds for every CPU."""
+    wrappers = next(c for c in commands(cxx, "x") if c[-1] == WRAPPERS_OBJECT.format(out="x"))
+    return cache_dir() / f"lm_app_wrappers-{_key(cxx, WRAPPER_SOURCES, repr(wrappers))}.o"
+
+
+def _key(cxx, sources, *parts, name="ops"):
+    """A short hash of the sources, the compiler, ``parts`` and (ops) TensorFlow's version."""
     key = hashlib.sha256()
-    for source in SOURCES[name]:
+    for source in sources:
         key.update((HERE / source).read_bytes())
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=BUILD_TIMEOUT).stdout
-    parts = [version, _cpu_flags(), repr(commands(cxx, "x", name))]
+    parts = [version, *parts]
     if name == "ops":
         import tensorflow as tf
 
         parts.append(tf.__version__)
     for part in parts:
         key.update(part.encode())
-    return cache_dir() / f"lm_app_{name}-{key.hexdigest()[:16]}.so"
+    return key.hexdigest()[:16]
 
 
 def build(cxx, path, name="ops"):
@@ -128,14 +146,25 @@ def build(cxx, path, name="ops"):
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / path.name
             *objects, link = commands(cxx, out, name)
+            wrappers, kept = WRAPPERS_OBJECT.format(out=out), wrappers_path(cxx) if name == "ops" else None
+            if kept and trusted(kept):  # parsing TensorFlow's headers again would be most of the build
+                objects = [command for command in objects if command[-1] != wrappers]
+                link = [str(kept) if part == wrappers else part for part in link]
             deadline = time.monotonic() + BUILD_TIMEOUT
             steps = [[(command, Path(tmp) / f"{i}.log") for i, command in enumerate(objects)],  # at once
                      [(link, Path(tmp) / "link.log")]]
             for step in steps:
                 _run_together(step, deadline)
-            with open(out, "rb") as f:
-                write_text(_checksum_path(path), _sha256(f) + "\n")  # first: a library without it is rebuilt
-            os.replace(out, path)
+            if kept and not trusted(kept):
+                _install(Path(wrappers), kept)
+            _install(out, path)
+
+
+def _install(built, path):
+    """Move ``built`` to ``path`` with its SHA-256 beside it (written first: a file without it is rebuilt)."""
+    with open(built, "rb") as f:
+        write_text(_checksum_path(path), _sha256(f) + "\n")
+    os.replace(built, path)
 
 
 def _run_together(step, deadline):
