@@ -147,7 +147,8 @@ def build(cxx, path, name="ops"):
             out = Path(tmp) / path.name
             *objects, link = commands(cxx, out, name)
             wrappers, kept = WRAPPERS_OBJECT.format(out=out), wrappers_path(cxx) if name == "ops" else None
-            if kept and trusted(kept):  # parsing TensorFlow's headers again would be most of the build
+            reused = kept is not None and trusted(kept)
+            if reused:  # parsing TensorFlow's headers again would be most of the build
                 objects = [command for command in objects if command[-1] != wrappers]
                 link = [str(kept) if part == wrappers else part for part in link]
             deadline = time.monotonic() + BUILD_TIMEOUT
@@ -155,7 +156,7 @@ def build(cxx, path, name="ops"):
                      [(link, Path(tmp) / "link.log")]]
             for step in steps:
                 _run_together(step, deadline)
-            if kept and not trusted(kept):
+            if kept and not reused:
                 _install(Path(wrappers), kept)
             _install(out, path)
 
